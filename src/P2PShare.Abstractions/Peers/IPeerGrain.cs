@@ -1,0 +1,68 @@
+using P2PShare.Files;
+using P2PShare.Memory;
+
+namespace P2PShare.Peers;
+
+/// <summary>
+/// A peer's public face. Keyed by peer name and pinned to the silo of that name: it never activates
+/// anywhere else, and calling a peer whose silo is gone fails with <see cref="PeerUnavailableException"/>.
+/// The grain only validates and forwards; the memory and files live in services of its silo.
+/// </summary>
+[Alias("P2PShare.IPeerGrain")]
+public interface IPeerGrain : IGrainWithStringKey
+{
+    [Alias("Describe")]
+    Task<PeerDescription> DescribeAsync();
+
+    // ---- memory ----
+
+    /// <summary>Stores <paramref name="value"/> under <paramref name="key"/>, replacing any old value.</summary>
+    /// <exception cref="QuotaExceededException">The store would exceed its quota; nothing is evicted.</exception>
+    [Alias("MemSet")]
+    Task SetAsync(string key, [Immutable] byte[] value, TimeSpan? ttl);
+
+    /// <exception cref="NotFoundException">No such key, or it expired.</exception>
+    [Alias("MemGet")]
+    Task<byte[]> GetAsync(string key);
+
+    /// <exception cref="NotFoundException">No such key, or it expired.</exception>
+    [Alias("MemDelete")]
+    Task DeleteAsync(string key);
+
+    [Alias("MemList")]
+    Task<MemoryListing> ListAsync(string prefix, int limit);
+
+    // ---- files ----
+
+    /// <summary>Starts an upload of exactly <paramref name="size"/> bytes; reserves that much quota.</summary>
+    [Alias("FileBeginUpload")]
+    Task<UploadTicket> BeginUploadAsync(string name, long size);
+
+    [Alias("FileWriteChunk")]
+    Task WriteChunkAsync(Guid uploadId, long offset, [Immutable] byte[] data);
+
+    /// <summary>Verifies size and SHA-256, then makes the file visible atomically.</summary>
+    [Alias("FileCompleteUpload")]
+    Task<StoredFileInfo> CompleteUploadAsync(Guid uploadId, string sha256);
+
+    [Alias("FileAbortUpload")]
+    Task AbortUploadAsync(Guid uploadId);
+
+    [Alias("FileOpenDownload")]
+    Task<DownloadTicket> OpenDownloadAsync(string name);
+
+    [Alias("FileReadChunk")]
+    Task<byte[]> ReadChunkAsync(Guid downloadId, long offset, int count);
+
+    [Alias("FileCloseDownload")]
+    Task CloseDownloadAsync(Guid downloadId);
+
+    [Alias("FileStat")]
+    Task<StoredFileInfo> StatAsync(string name);
+
+    [Alias("FileList")]
+    Task<FileListing> ListFilesAsync(string prefix, int limit);
+
+    [Alias("FileDelete")]
+    Task DeleteFileAsync(string name);
+}
