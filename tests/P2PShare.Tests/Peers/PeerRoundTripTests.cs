@@ -5,13 +5,9 @@ using P2PShare.Tests.Support;
 
 namespace P2PShare.Tests.Peers;
 
-public sealed class PeerRoundTripTests : IAsyncLifetime
+public sealed class PeerRoundTripTests(SharedPeerCluster cluster) : IClassFixture<SharedPeerCluster>
 {
-    private PeerCluster _peers = null!;
-
-    public async Task InitializeAsync() => _peers = await PeerCluster.StartAsync();
-
-    public async Task DisposeAsync() => await _peers.DisposeAsync();
+    private readonly PeerCluster _peers = cluster.Peers;
 
     public static TheoryData<string> Peers => new() { "peer-1", "peer-2", "peer-3" };
 

@@ -93,3 +93,13 @@ public sealed class PeerCluster : IAsyncDisposable
         }
     }
 }
+
+/// <summary>One 3-peer cluster shared by the tests of a class that do not stop or kill silos.</summary>
+public sealed class SharedPeerCluster : IAsyncLifetime
+{
+    public PeerCluster Peers { get; private set; } = null!;
+
+    public async Task InitializeAsync() => Peers = await PeerCluster.StartAsync();
+
+    public async Task DisposeAsync() => await Peers.DisposeAsync();
+}
