@@ -1,0 +1,147 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace P2PShare.Hosting;
+
+/// <summary>Who this peer is and where it keeps its data. Section <c>Peer</c>.</summary>
+public sealed class PeerOptions
+{
+    public const string Section = "Peer";
+    public const int DefaultSiloPort = 11111;
+    public const int DefaultGatewayPort = 30000;
+
+    /// <summary>The peer's name; also the silo's <c>SiloName</c>. Unique in the cluster.</summary>
+    public string Name { get; set; } = "";
+
+    /// <summary>Port for silo-to-silo traffic.</summary>
+    public int SiloPort { get; set; } = DefaultSiloPort;
+
+    /// <summary>Port clients (the CLI) connect to.</summary>
+    public int GatewayPort { get; set; } = DefaultGatewayPort;
+
+    /// <summary>
+    /// Silo endpoint (<c>host:port</c>) of the primary peer of a localhost cluster. Empty: this peer
+    /// is the primary. The primary holds the membership table, so losing it loses the cluster.
+    /// </summary>
+    public string? Primary { get; set; }
+
+    /// <summary>Folder for this peer's files. Default: <c>data/NAME</c> under the working directory.</summary>
+    public string? DataDir { get; set; }
+}
+
+/// <summary>Per-peer memory sharing limits. Section <c>Memory</c>.</summary>
+public sealed class MemoryOptions
+{
+    public const string Section = "Memory";
+    public const long DefaultQuotaBytes = 256 * Bytes.MiB;
+    public const int DefaultMaxKeyBytes = 512;
+    public const long DefaultMaxValueBytes = 16 * Bytes.MiB;
+
+    /// <summary>Total bytes of keys (UTF-8) plus values the peer stores. A write past it fails.</summary>
+    public long QuotaBytes { get; set; } = DefaultQuotaBytes;
+
+    /// <summary>Longest key, in UTF-8 bytes.</summary>
+    public int MaxKeyBytes { get; set; } = DefaultMaxKeyBytes;
+
+    /// <summary>Largest single value.</summary>
+    public long MaxValueBytes { get; set; } = DefaultMaxValueBytes;
+
+    /// <summary>How often expired keys are swept so their bytes return to the quota.</summary>
+    public TimeSpan ExpirySweepInterval { get; set; } = TimeSpan.FromSeconds(1);
+}
+
+/// <summary>Per-peer disk sharing limits. Section <c>Disk</c>.</summary>
+public sealed class DiskOptions
+{
+    public const string Section = "Disk";
+    public const long DefaultQuotaBytes = 10 * Bytes.GiB;
+    public const long DefaultMaxFileBytes = 4 * Bytes.GiB;
+    public const int DefaultChunkBytes = (int)Bytes.MiB;
+
+    /// <summary>Total bytes of stored files plus uploads in progress.</summary>
+    public long QuotaBytes { get; set; } = DefaultQuotaBytes;
+
+    /// <summary>Largest single file.</summary>
+    public long MaxFileBytes { get; set; } = DefaultMaxFileBytes;
+
+    /// <summary>Largest chunk a client may send or ask for in one call.</summary>
+    public int ChunkBytes { get; set; } = DefaultChunkBytes;
+
+    /// <summary>An upload or download with no call for this long is dropped and its temp space freed.</summary>
+    public TimeSpan SessionIdleTimeout { get; set; } = TimeSpan.FromMinutes(5);
+}
+
+/// <summary>How peers report to the tracker. Section <c>Tracker</c>.</summary>
+public sealed class TrackerOptions
+{
+    public const string Section = "Tracker";
+
+    /// <summary>Heartbeat period of load reports.</summary>
+    public TimeSpan ReportInterval { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>Shortest gap between two on-change reports, so a burst of writes is one report.</summary>
+    public TimeSpan MinReportGap { get; set; } = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>A peer silent for this many of its report intervals is dropped from routing.</summary>
+    public int MissedReportsLimit { get; set; } = 3;
+}
+
+/// <summary>Checks every option at start-up and names the bad one in a one-line message.</summary>
+public sealed class OptionsValidator :
+    IValidateOptions<PeerOptions>, IValidateOptions<MemoryOptions>,
+    IValidateOptions<DiskOptions>, IValidateOptions<TrackerOptions>
+{
+    public ValidateOptionsResult Validate(string? name, PeerOptions o)
+    {
+        var errors = new List<string>();
+        if (string.IsNullOrWhiteSpace(o.Name))
+            errors.Add("Peer:Name is required (--name NAME)");
+        else if (PeerNames.Problem(o.Name) is { } problem)
+            errors.Add($"Peer:Name '{o.Name}' {problem}");
+        CheckPort(errors, "Peer:SiloPort", o.SiloPort);
+        CheckPort(errors, "Peer:GatewayPort", o.GatewayPort);
+        if (o.SiloPort == o.GatewayPort)
+            errors.Add("Peer:SiloPort and Peer:GatewayPort must differ");
+        if (!string.IsNullOrWhiteSpace(o.Primary) && !Endpoints.TryParse(o.Primary, out _))
+            errors.Add($"Peer:Primary '{o.Primary}' is not host:port");
+        return Result(errors);
+    }
+
+    public ValidateOptionsResult Validate(string? name, MemoryOptions o)
+    {
+        var errors = new List<string>();
+        if (o.QuotaBytes <= 0) errors.Add("Memory:QuotaBytes must be positive");
+        if (o.MaxKeyBytes is <= 0 or > 64 * 1024) errors.Add("Memory:MaxKeyBytes must be 1..65536");
+        if (o.MaxValueBytes <= 0) errors.Add("Memory:MaxValueBytes must be positive");
+        if (o.MaxValueBytes > 64 * Bytes.MiB) errors.Add("Memory:MaxValueBytes must be at most 64 MiB (one message)");
+        if (o.ExpirySweepInterval <= TimeSpan.Zero) errors.Add("Memory:ExpirySweepInterval must be positive");
+        return Result(errors);
+    }
+
+    public ValidateOptionsResult Validate(string? name, DiskOptions o)
+    {
+        var errors = new List<string>();
+        if (o.QuotaBytes <= 0) errors.Add("Disk:QuotaBytes must be positive");
+        if (o.MaxFileBytes <= 0) errors.Add("Disk:MaxFileBytes must be positive");
+        if (o.ChunkBytes is < 4096 or > 16 * 1024 * 1024) errors.Add("Disk:ChunkBytes must be 4096..16777216");
+        if (o.SessionIdleTimeout <= TimeSpan.Zero) errors.Add("Disk:SessionIdleTimeout must be positive");
+        return Result(errors);
+    }
+
+    public ValidateOptionsResult Validate(string? name, TrackerOptions o)
+    {
+        var errors = new List<string>();
+        if (o.ReportInterval < TimeSpan.FromMilliseconds(100)) errors.Add("Tracker:ReportInterval must be at least 100 ms");
+        if (o.MinReportGap < TimeSpan.Zero || o.MinReportGap > o.ReportInterval)
+            errors.Add("Tracker:MinReportGap must be between 0 and Tracker:ReportInterval");
+        if (o.MissedReportsLimit < 1) errors.Add("Tracker:MissedReportsLimit must be at least 1");
+        return Result(errors);
+    }
+
+    private static void CheckPort(List<string> errors, string key, int port)
+    {
+        if (port is < 1 or > 65535) errors.Add($"{key} must be 1..65535, not {port}");
+    }
+
+    private static ValidateOptionsResult Result(List<string> errors) =>
+        errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+}

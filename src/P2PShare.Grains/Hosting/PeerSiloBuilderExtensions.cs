@@ -1,0 +1,41 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Orleans.Hosting;
+using P2PShare.Files;
+using P2PShare.Memory;
+using P2PShare.Peers;
+using P2PShare.Placement;
+using P2PShare.Tracker;
+
+namespace P2PShare.Hosting;
+
+public static class PeerSiloBuilderExtensions
+{
+    /// <summary>
+    /// Everything a silo needs to act as a P2PShare peer: the resource services, peer placement and
+    /// the load reporter. Used by the peer host and by the cluster tests alike.
+    /// </summary>
+    public static ISiloBuilder AddP2PSharePeer(this ISiloBuilder silo, string dataDirectory)
+    {
+        var services = silo.Services;
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton(new PeerDataDirectory(dataDirectory));
+        services.AddSingleton<IValidateOptions<PeerOptions>, OptionsValidator>();
+        services.AddSingleton<IValidateOptions<MemoryOptions>, OptionsValidator>();
+        services.AddSingleton<IValidateOptions<DiskOptions>, OptionsValidator>();
+        services.AddSingleton<IValidateOptions<TrackerOptions>, OptionsValidator>();
+        services.AddOptions<MemoryOptions>().ValidateOnStart();
+        services.AddOptions<DiskOptions>().ValidateOnStart();
+        services.AddOptions<TrackerOptions>().ValidateOnStart();
+
+        services.AddSingleton<PeerIdentity>();
+        services.AddSingleton<MemoryStore>();
+        services.AddSingleton<FileStore>();
+        services.AddSingleton<LoadReporter>();
+        services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, UniquePeerNameCheck>();
+        services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(sp => sp.GetRequiredService<LoadReporter>());
+
+        silo.AddPlacementDirector<PeerPlacementStrategy, PeerPlacementDirector>();
+        return silo;
+    }
+}

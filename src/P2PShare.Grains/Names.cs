@@ -1,0 +1,48 @@
+using System.Text;
+
+namespace P2PShare;
+
+/// <summary>Validation of user-chosen keys and file names. Throws <see cref="InvalidNameException"/>.</summary>
+public static class Names
+{
+    public const int MaxFileNameChars = 1024;
+    public const int MaxFileSegmentChars = 255;
+
+    public static void ValidateKey(string? key, int maxBytes)
+    {
+        if (string.IsNullOrEmpty(key))
+            throw new InvalidNameException("key", key ?? "", "a key cannot be empty");
+        if (Encoding.UTF8.GetByteCount(key) > maxBytes)
+            throw new InvalidNameException("key", key, $"longer than {maxBytes} bytes");
+        if (key.Any(char.IsControl))
+            throw new InvalidNameException("key", key, "control characters are not allowed");
+    }
+
+    /// <summary>
+    /// A file name is a relative path of '/'-separated segments. Rejects anything that could leave the
+    /// peer's file folder or confuse a terminal: absolute paths, '..', empty segments, backslashes,
+    /// control characters.
+    /// </summary>
+    public static void ValidateFileName(string? name)
+    {
+        if (string.IsNullOrEmpty(name))
+            throw new InvalidNameException("file name", name ?? "", "a file name cannot be empty");
+        if (name.Length > MaxFileNameChars)
+            throw new InvalidNameException("file name", name, $"longer than {MaxFileNameChars} characters");
+        if (name.Any(char.IsControl))
+            throw new InvalidNameException("file name", name, "control characters are not allowed");
+        if (name.Contains('\\'))
+            throw new InvalidNameException("file name", name, "use '/' to separate folders, not '\\'");
+        if (name.StartsWith('/'))
+            throw new InvalidNameException("file name", name, "absolute paths are not allowed");
+        foreach (var segment in name.Split('/'))
+        {
+            if (segment.Length == 0)
+                throw new InvalidNameException("file name", name, "empty path segments ('//' or a trailing '/') are not allowed");
+            if (segment is "." or "..")
+                throw new InvalidNameException("file name", name, "'.' and '..' segments are not allowed");
+            if (segment.Length > MaxFileSegmentChars)
+                throw new InvalidNameException("file name", name, $"a segment is longer than {MaxFileSegmentChars} characters");
+        }
+    }
+}

@@ -1,0 +1,174 @@
+using P2PShare.Files;
+using P2PShare.Hosting;
+using P2PShare.Memory;
+using P2PShare.Peers;
+
+namespace P2PShare.Tracker;
+
+/// <summary>
+/// Keeps the tracker informed about this peer: registers once the silo is active, then sends a
+/// complete <see cref="LoadReport"/> every interval and soon after any change (at most one per
+/// <see cref="TrackerOptions.MinReportGap"/>), and unregisters when the silo stops.
+/// </summary>
+public sealed partial class LoadReporter : ILifecycleParticipant<ISiloLifecycle>, IDisposable
+{
+    private readonly IGrainFactory _grains;
+    private readonly PeerIdentity _identity;
+    private readonly MemoryStore _memory;
+    private readonly FileStore _files;
+    private readonly TrackerOptions _options;
+    private readonly TimeProvider _time;
+    private readonly ILogger<LoadReporter> _logger;
+    private readonly SemaphoreSlim _changed = new(0, 1);
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly TaskCompletionSource _registered = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private Task _loop = Task.CompletedTask;
+    private long _sequence;
+
+    public LoadReporter(IGrainFactory grains, PeerIdentity identity, MemoryStore memory, FileStore files,
+        IOptions<TrackerOptions> options, TimeProvider time, ILogger<LoadReporter> logger)
+    {
+        _grains = grains;
+        _identity = identity;
+        _memory = memory;
+        _files = files;
+        _options = options.Value;
+        _time = time;
+        _logger = logger;
+        _memory.Changed += Signal;
+        _files.Changed += Signal;
+    }
+
+    /// <summary>Completes once the tracker has this peer.</summary>
+    public Task Registered => _registered.Task;
+
+    public void Participate(ISiloLifecycle lifecycle) =>
+        lifecycle.Subscribe(nameof(LoadReporter), ServiceLifecycleStage.Active, OnStartAsync, OnStopAsync);
+
+    /// <summary>The report this peer would send now.</summary>
+    public LoadReport Snapshot()
+    {
+        var (memUsed, memKeys) = _memory.Usage;
+        var (diskUsed, diskReserved, diskFiles) = _files.Usage;
+        return new LoadReport(
+            _identity.Name, _identity.Silo, _identity.Gateway,
+            Slots: Environment.ProcessorCount, RunningTasks: 0, QueuedTasks: 0,
+            MemoryUsed: memUsed, MemoryQuota: _memory.QuotaBytes, MemoryKeys: memKeys,
+            DiskUsed: diskUsed + diskReserved, DiskQuota: _files.QuotaBytes, DiskFiles: diskFiles,
+            ReportInterval: _options.ReportInterval, StartedUtc: _identity.StartedUtc,
+            SentUtc: _time.GetUtcNow().UtcDateTime, Sequence: Interlocked.Increment(ref _sequence));
+    }
+
+    public void Dispose()
+    {
+        _memory.Changed -= Signal;
+        _files.Changed -= Signal;
+        // Not disposed: the silo lifecycle may still call OnStopAsync after the container is torn down.
+        _stopping.Cancel();
+    }
+
+    private Task OnStartAsync(CancellationToken cancellationToken)
+    {
+        _loop = Task.Run(() => RunAsync(_stopping.Token), CancellationToken.None);
+        return Task.CompletedTask;
+    }
+
+    private async Task OnStopAsync(CancellationToken cancellationToken)
+    {
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        await _loop.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(TimeSpan.FromSeconds(5));
+            await _grains.GetTracker().UnregisterAsync(_identity.Name, _identity.Silo).WaitAsync(timeout.Token).ConfigureAwait(false);
+            LogUnregistered(_identity.Name);
+        }
+        catch (Exception ex)
+        {
+            // Membership will remove us anyway once the silo is gone.
+            LogUnregisterFailed(ex.Message);
+        }
+    }
+
+    private async Task RunAsync(CancellationToken stopping)
+    {
+        await RegisterAsync(stopping).ConfigureAwait(false);
+        var lastSent = _time.GetUtcNow();
+        while (!stopping.IsCancellationRequested)
+        {
+            try
+            {
+                var wait = _options.ReportInterval - (_time.GetUtcNow() - lastSent);
+                if (wait > TimeSpan.Zero)
+                    await _changed.WaitAsync(wait, stopping).ConfigureAwait(false);
+                // Rate limit: coalesce a burst of changes into one report.
+                var gap = _options.MinReportGap - (_time.GetUtcNow() - lastSent);
+                if (gap > TimeSpan.Zero) await Task.Delay(gap, _time, stopping).ConfigureAwait(false);
+
+                lastSent = _time.GetUtcNow();
+                await _grains.GetTracker().ReportAsync(Snapshot()).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex)
+            {
+                LogReportFailed(ex.Message);
+            }
+        }
+    }
+
+    private async Task RegisterAsync(CancellationToken stopping)
+    {
+        var delay = TimeSpan.FromMilliseconds(100);
+        while (!stopping.IsCancellationRequested)
+        {
+            try
+            {
+                await _grains.GetTracker().RegisterAsync(Snapshot()).WaitAsync(TimeSpan.FromSeconds(10), stopping).ConfigureAwait(false);
+                _registered.TrySetResult();
+                LogReady(_identity.Name, _identity.Silo.Endpoint.ToString(), _identity.Gateway);
+                return;
+            }
+            catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex)
+            {
+                LogRegisterRetry(ex.Message);
+                await Task.Delay(delay, _time, stopping).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                delay = TimeSpan.FromMilliseconds(Math.Min(delay.TotalMilliseconds * 2, 2000));
+            }
+        }
+    }
+
+    private void Signal()
+    {
+        try
+        {
+            if (_changed.CurrentCount == 0) _changed.Release();
+        }
+        catch (SemaphoreFullException)
+        {
+            // Already signalled.
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "P2PShare peer '{Name}' is ready (silo {Silo}, gateway {Gateway})")]
+    private partial void LogReady(string name, string silo, string gateway);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Registering with the tracker failed, retrying: {Reason}")]
+    private partial void LogRegisterRetry(string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Load report failed: {Reason}")]
+    private partial void LogReportFailed(string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Peer '{Name}' unregistered from the tracker")]
+    private partial void LogUnregistered(string name);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Unregistering from the tracker failed: {Reason}")]
+    private partial void LogUnregisterFailed(string reason);
+}

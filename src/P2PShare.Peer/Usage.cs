@@ -1,0 +1,23 @@
+namespace P2PShare.Peer;
+
+internal static class Usage
+{
+    public const string Text = """
+        p2pshare-peer: runs one P2PShare peer (an Orleans silo sharing its memory and disk).
+
+        Usage: p2pshare-peer --name NAME [options]
+
+          --name NAME            peer name, unique in the cluster (Peer:Name)
+          --silo-port N          silo-to-silo port (Peer:SiloPort, default 11111)
+          --gateway-port N       client gateway port (Peer:GatewayPort, default 30000)
+          --primary HOST:PORT    silo endpoint of the primary peer; omit on the primary itself
+          --data-dir DIR         where files are kept (Peer:DataDir, default data/NAME)
+          --memory-quota BYTES   memory quota (Memory:QuotaBytes, default 256 MiB)
+          --disk-quota BYTES     disk quota (Disk:QuotaBytes, default 10 GiB)
+          --max-file-size BYTES  largest file (Disk:MaxFileBytes, default 4 GiB)
+          --report-interval T    load report period (Tracker:ReportInterval, default 00:00:02)
+
+        Every setting can also come from appsettings.json next to the executable, from environment
+        variables P2PSHARE__SECTION__KEY (e.g. P2PSHARE__PEER__NAME=peer-1), or as --Section:Key=value.
+        """;
+}
