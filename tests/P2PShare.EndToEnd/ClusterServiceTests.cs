@@ -35,9 +35,9 @@ public sealed class ClusterServiceTests(LocalCluster cluster) : IClassFixture<Lo
             var key = UniqueName("mem");
             var value = $"value stored on {peer} {Guid.NewGuid()}";
 
-            var set = await cluster.CliAsync("--peer", peer, "mem", "set", key, value);
+            var set = await cluster.CliAsync("mem", "set", key, value, "--peer", peer);
             Assert.True(set.ExitCode == 0, set.ToString());
-            var get = await cluster.CliAsync("--peer", peer, "mem", "get", key);
+            var get = await cluster.CliAsync("mem", "get", key, "--peer", peer);
 
             Assert.True(get.ExitCode == 0, get.ToString());
             Assert.Equal(Encoding.UTF8.GetBytes(value), get.StdoutBytes);
@@ -52,9 +52,9 @@ public sealed class ClusterServiceTests(LocalCluster cluster) : IClassFixture<Lo
         await File.WriteAllBytesAsync(local, bytes);
         var key = UniqueName("mem-binary");
 
-        var set = await cluster.CliAsync("--peer", "peer-2", "mem", "set", key, "@" + local);
+        var set = await cluster.CliAsync("mem", "set", key, "@" + local, "--peer", "peer-2");
         Assert.True(set.ExitCode == 0, set.ToString());
-        var get = await cluster.CliAsync("--peer", "peer-2", "mem", "get", key);
+        var get = await cluster.CliAsync("mem", "get", key, "--peer", "peer-2");
 
         Assert.True(get.ExitCode == 0, get.ToString());
         Assert.Equal(bytes, get.StdoutBytes);
@@ -63,7 +63,7 @@ public sealed class ClusterServiceTests(LocalCluster cluster) : IClassFixture<Lo
     [Fact]
     public async Task Getting_a_missing_key_exits_3_with_one_error_line()
     {
-        var result = await cluster.CliAsync("--peer", "peer-1", "mem", "get", UniqueName("missing"));
+        var result = await cluster.CliAsync("mem", "get", UniqueName("missing"), "--peer", "peer-1");
 
         Assert.True(result.ExitCode == 3, result.ToString());
         Assert.Single(result.StderrLines);
@@ -82,11 +82,11 @@ public sealed class ClusterServiceTests(LocalCluster cluster) : IClassFixture<Lo
         await File.WriteAllBytesAsync(upload, content);
         var remote = UniqueName("file") + ".bin";
 
-        var put = await cluster.CliAsync("--peer", peer, "file", "put", upload, "--name", remote);
+        var put = await cluster.CliAsync("file", "put", upload, "--name", remote, "--peer", peer);
         Assert.True(put.ExitCode == 0, put.ToString());
-        var stat = await cluster.CliAsync("--peer", peer, "file", "stat", remote);
+        var stat = await cluster.CliAsync("file", "stat", remote, "--peer", peer);
         Assert.True(stat.ExitCode == 0, stat.ToString());
-        var get = await cluster.CliAsync("--peer", peer, "file", "get", remote, "-o", download);
+        var get = await cluster.CliAsync("file", "get", remote, "-o", download, "--peer", peer);
 
         Assert.True(get.ExitCode == 0, get.ToString());
         Assert.Equal(
@@ -102,7 +102,7 @@ public sealed class ClusterServiceTests(LocalCluster cluster) : IClassFixture<Lo
         var upload = Path.Combine(cluster.ClusterDir, UniqueName("small") + ".txt");
         await File.WriteAllTextAsync(upload, "hello");
 
-        var result = await cluster.CliAsync("--peer", "peer-2", "file", "put", upload, "--name", badName);
+        var result = await cluster.CliAsync("file", "put", upload, "--name", badName, "--peer", "peer-2");
 
         Assert.True(result.ExitCode == 2, result.ToString());
         Assert.Single(result.StderrLines);

@@ -35,14 +35,14 @@ public sealed class PeerFailureTests(LocalCluster cluster) : IClassFixture<Local
 
         Assert.Equal(["peer-1", "peer-2"], listed.Order());
 
-        var dead = await cluster.CliAsync("--peer", "peer-3", "mem", "get", "somekey");
+        var dead = await cluster.CliAsync("mem", "get", "somekey", "--peer", "peer-3");
         Assert.True(dead.ExitCode == 5, dead.ToString());
         Assert.Single(dead.StderrLines);
         Assert.Contains("unavailable", dead.Stderr);
 
         foreach (var peer in new[] { "peer-1", "peer-2" })
         {
-            var earlier = await cluster.CliAsync("--peer", peer, "mem", "get", before[peer]);
+            var earlier = await cluster.CliAsync("mem", "get", before[peer], "--peer", peer);
             Assert.True(earlier.ExitCode == 0, earlier.ToString());
             await SetAndGetAsync(peer);
         }
@@ -53,9 +53,9 @@ public sealed class PeerFailureTests(LocalCluster cluster) : IClassFixture<Local
     {
         var key = $"e2e-survivor-{Guid.NewGuid():N}";
         var value = $"{peer} {Guid.NewGuid()}";
-        var set = await cluster.CliAsync("--peer", peer, "mem", "set", key, value);
+        var set = await cluster.CliAsync("mem", "set", key, value, "--peer", peer);
         Assert.True(set.ExitCode == 0, set.ToString());
-        var get = await cluster.CliAsync("--peer", peer, "mem", "get", key);
+        var get = await cluster.CliAsync("mem", "get", key, "--peer", peer);
         Assert.True(get.ExitCode == 0, get.ToString());
         Assert.Equal(Encoding.UTF8.GetBytes(value), get.StdoutBytes);
         return key;
