@@ -1,0 +1,105 @@
+using System.Net;
+using Microsoft.Extensions.Time.Testing;
+using Orleans.Runtime;
+using P2PShare.Tracker;
+
+namespace P2PShare.Tests.Tracker;
+
+public sealed class PeerRegistryTests
+{
+    private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero));
+    private readonly PeerRegistry _registry;
+    private long _sequence;
+
+    public PeerRegistryTests() => _registry = new PeerRegistry(_time, missedReportsLimit: 3);
+
+    private static SiloAddress Silo(int port, int generation = 1) =>
+        SiloAddress.New(new IPEndPoint(IPAddress.Loopback, port), generation);
+
+    private LoadReport Report(string peer, SiloAddress silo, int queued = 0, int slots = 2) => new(
+        peer, silo, "127.0.0.1:1", slots, 0, queued, 0, 100, 0, 0, 100, 0,
+        TimeSpan.FromSeconds(2), DateTime.UnixEpoch, _time.GetUtcNow().UtcDateTime, ++_sequence);
+
+    [Fact]
+    public void Burst_of_picks_with_stale_equal_reports_is_spread_exactly()
+    {
+        for (var i = 1; i <= 3; i++) _registry.Accept(Report($"p{i}", Silo(i)));
+        var counts = Enumerable.Range(0, 300).Select(_ => _registry.Pick(PickRequest.Any))
+            .GroupBy(p => p).ToDictionary(g => g.Key, g => g.Count());
+        Assert.Equal(100, counts["p1"]);
+        Assert.Equal(100, counts["p2"]);
+        Assert.Equal(100, counts["p3"]);
+    }
+
+    [Fact]
+    public void Picks_fill_the_least_loaded_peer_first()
+    {
+        _registry.Accept(Report("busy", Silo(1), queued: 6));
+        _registry.Accept(Report("idle", Silo(2), queued: 0));
+        // idle needs 6 reservations before it is as loaded as busy.
+        var first = Enumerable.Range(0, 6).Select(_ => _registry.Pick(PickRequest.Any)).ToList();
+        Assert.All(first, p => Assert.Equal("idle", p));
+    }
+
+    [Fact]
+    public void A_new_report_replaces_the_reservations()
+    {
+        _registry.Accept(Report("a", Silo(1)));
+        _registry.Accept(Report("b", Silo(2)));
+        for (var i = 0; i < 10; i++) _registry.Pick(PickRequest.Any);
+        _registry.Accept(Report("a", Silo(1), queued: 0)); // a drained its work
+        Assert.Equal("a", _registry.Pick(PickRequest.Any));
+        Assert.Equal(5, _registry.Snapshot().Single(s => s.Name == "b").AssignedSinceReport);
+        Assert.Equal(1, _registry.Snapshot().Single(s => s.Name == "a").AssignedSinceReport);
+    }
+
+    [Fact]
+    public void Silent_peer_is_not_picked_and_is_pruned()
+    {
+        _registry.Accept(Report("quiet", Silo(1)));
+        _registry.Accept(Report("chatty", Silo(2)));
+        _time.Advance(TimeSpan.FromSeconds(5));
+        _registry.Accept(Report("chatty", Silo(2)));
+        _time.Advance(TimeSpan.FromSeconds(2)); // quiet: 7 s > 3 x 2 s
+        Assert.Equal("chatty", _registry.Pick(PickRequest.Any));
+        Assert.Equal(["quiet"], _registry.PruneSilent());
+        Assert.Equal(["chatty"], _registry.Snapshot().Select(s => s.Name));
+    }
+
+    [Fact]
+    public void Late_report_from_a_departed_silo_does_not_resurrect_it()
+    {
+        var silo = Silo(1);
+        _registry.Accept(Report("p", silo));
+        Assert.Equal("p", _registry.MarkDeparted(silo));
+        Assert.False(_registry.Accept(Report("p", silo)));
+        Assert.Empty(_registry.Snapshot());
+    }
+
+    [Fact]
+    public void Restarted_peer_replaces_its_old_silo_instance()
+    {
+        _registry.Accept(Report("p", Silo(1, generation: 1)));
+        Assert.True(_registry.Accept(Report("p", Silo(1, generation: 2))));
+        Assert.Equal(Silo(1, generation: 2), _registry.Snapshot().Single().Report.Silo);
+        Assert.False(_registry.Accept(Report("p", Silo(1, generation: 1)))); // the old instance is gone for good
+    }
+
+    [Fact]
+    public void Reordered_older_report_is_ignored()
+    {
+        var silo = Silo(1);
+        var older = Report("p", silo, queued: 9);
+        var newer = Report("p", silo, queued: 1);
+        _registry.Accept(newer);
+        _registry.Accept(older);
+        Assert.Equal(1, _registry.Snapshot().Single().Report.QueuedTasks);
+    }
+
+    [Fact]
+    public void No_peers_is_a_clear_error()
+    {
+        var ex = Assert.Throws<NoPeersAvailableException>(() => _registry.Pick(PickRequest.Any));
+        Assert.Contains("no peers", ex.Message);
+    }
+}
