@@ -1,0 +1,199 @@
+using System.Net;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Orleans.Configuration;
+using Orleans.Hosting;
+using P2PShare.Peers;
+using P2PShare.Tracker;
+
+namespace P2PShare.Cli;
+
+/// <summary>Everything the user said about where the cluster is and which peer to talk to.</summary>
+public sealed record ConnectionSettings(IReadOnlyList<GatewayAddress> Gateways, string? Origin)
+{
+    public const string OriginEnvironmentVariable = "P2PSHARE_ORIGIN";
+}
+
+/// <summary>
+/// An Orleans client connected to the cluster, plus the rule for picking the peer a command acts on.
+/// Connecting is bounded by <see cref="ConnectTimeout"/>: a CLI that hangs on a dead address is
+/// worse than one that says so.
+/// </summary>
+public sealed class ClusterConnection : IAsyncDisposable
+{
+    public const string ClusterId = "p2pshare";
+    public const string ServiceId = "p2pshare";
+    public static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(8);
+    private static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(3);
+
+    private readonly IHost _host;
+    private readonly ConnectionSettings _settings;
+    private readonly IPEndPoint _firstGateway;
+
+    private ClusterConnection(IHost host, ConnectionSettings settings, IPEndPoint firstGateway)
+    {
+        _host = host;
+        _settings = settings;
+        _firstGateway = firstGateway;
+        Client = host.Services.GetRequiredService<IClusterClient>();
+    }
+
+    public IClusterClient Client { get; }
+
+    public ITrackerGrain Tracker => Client.GetTracker();
+
+    public IPeerGrain Peer(string name) => Client.GetGrain<IPeerGrain>(name);
+
+    public static async Task<ClusterConnection> ConnectAsync(ConnectionSettings settings, CancellationToken ct)
+    {
+        var described = Gateways.Describe(settings.Gateways);
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        deadline.CancelAfter(ConnectTimeout);
+
+        IPEndPoint[] endpoints;
+        try
+        {
+            endpoints = await Task.WhenAll(settings.Gateways.Select(g => Gateways.ResolveAsync(g, deadline.Token)))
+                .ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            throw new ClusterUnreachableException(described, "name resolution timed out");
+        }
+
+        var host = BuildHost(endpoints);
+        try
+        {
+            await host.StartAsync(deadline.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            await StopQuietlyAsync(host).ConfigureAwait(false);
+            if (ct.IsCancellationRequested)
+            {
+                throw;
+            }
+
+            var reason = ex is OperationCanceledException
+                ? $"no answer within {ConnectTimeout.TotalSeconds:0} s"
+                : ErrorReporting.OneLine(ErrorReporting.Innermost(ex));
+            throw new ClusterUnreachableException(described, reason, ex);
+        }
+
+        return new ClusterConnection(host, settings, endpoints[0]);
+    }
+
+    /// <summary>
+    /// The peer a command acts on: <c>--peer</c>, else the configured origin, else the peer that
+    /// serves the first gateway, since that is the machine the user pointed the CLI at.
+    /// </summary>
+    public async Task<string> ResolvePeerAsync(string? explicitPeer, CancellationToken ct)
+    {
+        if (!string.IsNullOrWhiteSpace(explicitPeer))
+        {
+            return explicitPeer;
+        }
+
+        if (!string.IsNullOrWhiteSpace(_settings.Origin))
+        {
+            return _settings.Origin;
+        }
+
+        var peers = await Tracker.GetPeersAsync().ConfigureAwait(false);
+        if (peers.IsDefaultOrEmpty)
+        {
+            throw new NoPeersAvailableException("the tracker knows no live peers yet; pass --peer NAME or retry shortly");
+        }
+
+        foreach (var peer in peers.OrderBy(p => p.Name, StringComparer.Ordinal))
+        {
+            var advertised = await TryResolveAdvertisedAsync(peer.Report.Gateway, ct).ConfigureAwait(false);
+            if (advertised is not null && Gateways.SameEndpoint(advertised, _firstGateway))
+            {
+                return peer.Name;
+            }
+        }
+
+        throw new UsageException($"cannot tell which peer serves gateway {_settings.Gateways[0]}; pass --peer NAME");
+    }
+
+    public async ValueTask DisposeAsync() => await StopQuietlyAsync(_host).ConfigureAwait(false);
+
+    private static IHost BuildHost(IPEndPoint[] endpoints)
+    {
+        // DisableDefaults: no appsettings.json from the current directory and no console logger;
+        // the CLI's output is its tables, JSON and one-line errors, nothing else.
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings
+        {
+            DisableDefaults = true,
+            ApplicationName = "p2pshare",
+        });
+        builder.Logging.ClearProviders();
+        builder.Services.Configure<ConsoleLifetimeOptions>(o => o.SuppressStatusMessages = true);
+        builder.UseOrleansClient(client =>
+        {
+            client.UseStaticClustering(endpoints);
+            client.UseConnectionRetryFilter(new ConnectRetryFilter().ShouldRetryAsync);
+            client.Configure<ClusterOptions>(o =>
+            {
+                o.ClusterId = ClusterId;
+                o.ServiceId = ServiceId;
+            });
+        });
+        return builder.Build();
+    }
+
+    /// <summary>
+    /// A refused connection will not succeed a second later in a way worth making the user wait
+    /// for; a couple of short retries cover a gateway that is just starting.
+    /// </summary>
+    private sealed class ConnectRetryFilter
+    {
+        private const int MaxRetries = 2;
+        private static readonly TimeSpan Delay = TimeSpan.FromMilliseconds(500);
+        private int _retries;
+
+        public async Task<bool> ShouldRetryAsync(Exception error, CancellationToken ct)
+        {
+            if (++_retries > MaxRetries)
+            {
+                return false;
+            }
+
+            await Task.Delay(Delay, ct).ConfigureAwait(false);
+            return true;
+        }
+    }
+
+    private static async Task<IPEndPoint?> TryResolveAdvertisedAsync(string gateway, CancellationToken ct)
+    {
+        try
+        {
+            return await Gateways.ResolveAsync(Gateways.Parse(gateway), ct).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is UsageException or ClusterUnreachableException)
+        {
+            // One peer advertising garbage must not stop the others from matching.
+            return null;
+        }
+    }
+
+    private static async Task StopQuietlyAsync(IHost host)
+    {
+        try
+        {
+            using var stop = new CancellationTokenSource(StopTimeout);
+            await host.StopAsync(stop.Token).ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            // Shutting down a client that never connected, or whose cluster vanished, may throw;
+            // the command's own result is what the user needs to see.
+        }
+        finally
+        {
+            host.Dispose();
+        }
+    }
+}

@@ -1,0 +1,22 @@
+using System.CommandLine;
+using System.CommandLine.Invocation;
+using P2PShare.Cli;
+
+var root = CliApp.Build();
+var parse = root.Parse(args, CliApp.Parser());
+
+// System.CommandLine prints every parse error plus the full help; scripts and people want one line.
+if (parse.Action is ParseErrorAction && parse.Errors.Count > 0)
+{
+    Console.Error.WriteLine($"error: {CliApp.MostSpecific(parse).Message} (see --help)");
+    return ExitCodes.Usage;
+}
+
+try
+{
+    return await parse.InvokeAsync(CliApp.Invocation()).ConfigureAwait(false);
+}
+catch (Exception ex)
+{
+    return ErrorReporting.Report(ex, Console.Error);
+}

@@ -1,0 +1,24 @@
+namespace P2PShare.EndToEnd.Infrastructure;
+
+public static class RepoPaths
+{
+    /// <summary>The folder holding P2PShare.sln, found by walking up from the test binaries.</summary>
+    public static string Root { get; } = FindRoot();
+
+    public static string ClusterScript => Path.Combine(Root, "deploy", "local", "cluster.sh");
+
+    public static string CliWrapper => Path.Combine(Root, "deploy", "local", "p2pshare");
+
+    private static string FindRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "P2PShare.sln")))
+            {
+                return dir.FullName;
+            }
+        }
+
+        throw new InvalidOperationException($"P2PShare.sln not found above {AppContext.BaseDirectory}");
+    }
+}
