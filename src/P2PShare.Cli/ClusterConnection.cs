@@ -30,16 +30,26 @@ public sealed class ClusterConnection : IAsyncDisposable
     private readonly IHost _host;
     private readonly ConnectionSettings _settings;
     private readonly IPEndPoint _firstGateway;
+    private readonly CancellationTokenSource _lost;
 
-    private ClusterConnection(IHost host, ConnectionSettings settings, IPEndPoint firstGateway)
+    private ClusterConnection(IHost host, ConnectionSettings settings, IPEndPoint firstGateway, CancellationTokenSource lost)
     {
         _host = host;
+        _lost = lost;
         _settings = settings;
         _firstGateway = firstGateway;
         Client = host.Services.GetRequiredService<IClusterClient>();
     }
 
     public IClusterClient Client { get; }
+
+    /// <summary>
+    /// Cancelled when the client has no gateway left. Calls already sent would otherwise wait for
+    /// the full response timeout (30 s) before failing.
+    /// </summary>
+    public CancellationToken ConnectionLost => _lost.Token;
+
+    public string GatewaysText => Gateways.Describe(_settings.Gateways);
 
     public ITrackerGrain Tracker => Client.GetTracker();
 
@@ -62,7 +72,8 @@ public sealed class ClusterConnection : IAsyncDisposable
             throw new ClusterUnreachableException(described, "name resolution timed out");
         }
 
-        var host = BuildHost(endpoints);
+        var lost = new CancellationTokenSource();
+        var host = BuildHost(endpoints, lost);
         try
         {
             await host.StartAsync(deadline.Token).ConfigureAwait(false);
@@ -70,6 +81,7 @@ public sealed class ClusterConnection : IAsyncDisposable
         catch (Exception ex)
         {
             await StopQuietlyAsync(host).ConfigureAwait(false);
+            lost.Dispose();
             if (ct.IsCancellationRequested)
             {
                 throw;
@@ -81,7 +93,7 @@ public sealed class ClusterConnection : IAsyncDisposable
             throw new ClusterUnreachableException(described, reason, ex);
         }
 
-        return new ClusterConnection(host, settings, endpoints[0]);
+        return new ClusterConnection(host, settings, endpoints[0], lost);
     }
 
     /// <summary>
@@ -118,9 +130,13 @@ public sealed class ClusterConnection : IAsyncDisposable
         throw new UsageException($"cannot tell which peer serves gateway {_settings.Gateways[0]}; pass --peer NAME");
     }
 
-    public async ValueTask DisposeAsync() => await StopQuietlyAsync(_host).ConfigureAwait(false);
+    public async ValueTask DisposeAsync()
+    {
+        await StopQuietlyAsync(_host).ConfigureAwait(false);
+        _lost.Dispose();
+    }
 
-    private static IHost BuildHost(IPEndPoint[] endpoints)
+    private static IHost BuildHost(IPEndPoint[] endpoints, CancellationTokenSource lost)
     {
         // DisableDefaults: no appsettings.json from the current directory and no console logger;
         // the CLI's output is its tables, JSON and one-line errors, nothing else.
@@ -135,6 +151,14 @@ public sealed class ClusterConnection : IAsyncDisposable
         {
             client.UseStaticClustering(endpoints);
             client.UseConnectionRetryFilter(new ConnectRetryFilter().ShouldRetryAsync);
+            client.AddClusterConnectionLostHandler((_, _) => SignalLost(lost));
+            client.AddGatewayCountChangedHandler((_, e) =>
+            {
+                if (e.NumberOfConnectedGateways == 0)
+                {
+                    SignalLost(lost);
+                }
+            });
             client.Configure<ClusterOptions>(o =>
             {
                 o.ClusterId = ClusterId;
@@ -163,6 +187,18 @@ public sealed class ClusterConnection : IAsyncDisposable
 
             await Task.Delay(Delay, ct).ConfigureAwait(false);
             return true;
+        }
+    }
+
+    private static void SignalLost(CancellationTokenSource lost)
+    {
+        try
+        {
+            lost.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // The command already finished and the connection is being torn down.
         }
     }
 
