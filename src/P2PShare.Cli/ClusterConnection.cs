@@ -146,7 +146,9 @@ public sealed class ClusterConnection : IAsyncDisposable
             ApplicationName = "p2pshare",
         });
         builder.Logging.ClearProviders();
-        builder.Services.Configure<ConsoleLifetimeOptions>(o => o.SuppressStatusMessages = true);
+        // The default ConsoleLifetime stops the host on Ctrl-C, which closes the client's connection
+        // while an interrupted upload still needs it to abort its session on the peer.
+        builder.Services.AddSingleton<IHostLifetime, CommandLifetime>();
         builder.UseOrleansClient(client =>
         {
             client.UseStaticClustering(endpoints);
@@ -166,6 +168,14 @@ public sealed class ClusterConnection : IAsyncDisposable
             });
         });
         return builder.Build();
+    }
+
+    /// <summary>Ctrl-C belongs to System.CommandLine, which turns it into the command's cancellation token.</summary>
+    private sealed class CommandLifetime : IHostLifetime
+    {
+        public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     }
 
     /// <summary>

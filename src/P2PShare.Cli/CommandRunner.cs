@@ -27,8 +27,9 @@ public sealed class CommandRunner(CommonOptions common)
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct, cluster.ConnectionLost);
         try
         {
-            // WaitAsync: grain calls take no token, so only racing them lets a lost connection end the command now.
-            await body(new CommandContext(parse, cluster, output, stop.Token)).WaitAsync(stop.Token).ConfigureAwait(false);
+            // Grain calls take no token, so only racing them lets a lost connection end the command now.
+            // Ctrl-C is not raced: the body sees it and must be allowed to abort its upload session.
+            await body(new CommandContext(parse, cluster, output, stop.Token)).WaitAsync(cluster.ConnectionLost).ConfigureAwait(false);
         }
         catch (OperationCanceledException ex) when (cluster.ConnectionLost.IsCancellationRequested && !ct.IsCancellationRequested)
         {
