@@ -30,9 +30,9 @@ public sealed class ClusterConnection : IAsyncDisposable
     private readonly IHost _host;
     private readonly ConnectionSettings _settings;
     private readonly IPEndPoint _firstGateway;
-    private readonly CancellationTokenSource _lost;
+    private readonly ConnectionLossSignal _lost;
 
-    private ClusterConnection(IHost host, ConnectionSettings settings, IPEndPoint firstGateway, CancellationTokenSource lost)
+    private ClusterConnection(IHost host, ConnectionSettings settings, IPEndPoint firstGateway, ConnectionLossSignal lost)
     {
         _host = host;
         _lost = lost;
@@ -72,7 +72,7 @@ public sealed class ClusterConnection : IAsyncDisposable
             throw new ClusterUnreachableException(described, "name resolution timed out");
         }
 
-        var lost = new CancellationTokenSource();
+        var lost = new ConnectionLossSignal();
         var host = BuildHost(endpoints, lost);
         try
         {
@@ -93,6 +93,7 @@ public sealed class ClusterConnection : IAsyncDisposable
             throw new ClusterUnreachableException(described, reason, ex);
         }
 
+        lost.Arm();
         return new ClusterConnection(host, settings, endpoints[0], lost);
     }
 
@@ -136,7 +137,7 @@ public sealed class ClusterConnection : IAsyncDisposable
         _lost.Dispose();
     }
 
-    private static IHost BuildHost(IPEndPoint[] endpoints, CancellationTokenSource lost)
+    private static IHost BuildHost(IPEndPoint[] endpoints, ConnectionLossSignal lost)
     {
         // DisableDefaults: no appsettings.json from the current directory and no console logger;
         // the CLI's output is its tables, JSON and one-line errors, nothing else.
@@ -153,12 +154,12 @@ public sealed class ClusterConnection : IAsyncDisposable
         {
             client.UseStaticClustering(endpoints);
             client.UseConnectionRetryFilter(new ConnectRetryFilter().ShouldRetryAsync);
-            client.AddClusterConnectionLostHandler((_, _) => SignalLost(lost));
+            client.AddClusterConnectionLostHandler((_, _) => lost.Signal());
             client.AddGatewayCountChangedHandler((_, e) =>
             {
                 if (e.NumberOfConnectedGateways == 0)
                 {
-                    SignalLost(lost);
+                    lost.Signal();
                 }
             });
             client.Configure<ClusterOptions>(o =>
@@ -200,16 +201,37 @@ public sealed class ClusterConnection : IAsyncDisposable
         }
     }
 
-    private static void SignalLost(CancellationTokenSource lost)
+    /// <summary>
+    /// Armed only once connected: failed attempts during start-up (which the retry filter may
+    /// follow with a successful one) must not count as losing a connection we never had.
+    /// </summary>
+    private sealed class ConnectionLossSignal : IDisposable
     {
-        try
+        private readonly CancellationTokenSource _cts = new();
+        private volatile bool _armed;
+
+        public CancellationToken Token => _cts.Token;
+
+        public void Arm() => _armed = true;
+
+        public void Signal()
         {
-            lost.Cancel();
+            if (!_armed)
+            {
+                return;
+            }
+
+            try
+            {
+                _cts.Cancel();
+            }
+            catch (ObjectDisposedException)
+            {
+                // The command already finished and the connection is being torn down.
+            }
         }
-        catch (ObjectDisposedException)
-        {
-            // The command already finished and the connection is being torn down.
-        }
+
+        public void Dispose() => _cts.Dispose();
     }
 
     private static async Task<IPEndPoint?> TryResolveAdvertisedAsync(string gateway, CancellationToken ct)
