@@ -119,8 +119,15 @@ public sealed class ClusterConnection : IAsyncDisposable
             throw new NoPeersAvailableException("the tracker knows no live peers yet; pass --peer NAME or retry shortly");
         }
 
+        var first = _settings.Gateways[0].ToString();
         foreach (var peer in peers.OrderBy(p => p.Name, StringComparer.Ordinal))
         {
+            // Same text needs no DNS, and still matches a host name only the peers can resolve.
+            if (string.Equals(peer.Report.Gateway, first, StringComparison.OrdinalIgnoreCase))
+            {
+                return peer.Name;
+            }
+
             var advertised = await TryResolveAdvertisedAsync(peer.Report.Gateway, ct).ConfigureAwait(false);
             if (advertised is not null && Gateways.SameEndpoint(advertised, _firstGateway))
             {
