@@ -30,16 +30,26 @@ public sealed class ClusterConnection : IAsyncDisposable
     private readonly IHost _host;
     private readonly ConnectionSettings _settings;
     private readonly IPEndPoint _firstGateway;
+    private readonly ConnectionLossSignal _lost;
 
-    private ClusterConnection(IHost host, ConnectionSettings settings, IPEndPoint firstGateway)
+    private ClusterConnection(IHost host, ConnectionSettings settings, IPEndPoint firstGateway, ConnectionLossSignal lost)
     {
         _host = host;
+        _lost = lost;
         _settings = settings;
         _firstGateway = firstGateway;
         Client = host.Services.GetRequiredService<IClusterClient>();
     }
 
     public IClusterClient Client { get; }
+
+    /// <summary>
+    /// Cancelled when the client has no gateway left. Calls already sent would otherwise wait for
+    /// the full response timeout (30 s) before failing.
+    /// </summary>
+    public CancellationToken ConnectionLost => _lost.Token;
+
+    public string GatewaysText => Gateways.Describe(_settings.Gateways);
 
     public ITrackerGrain Tracker => Client.GetTracker();
 
@@ -62,7 +72,8 @@ public sealed class ClusterConnection : IAsyncDisposable
             throw new ClusterUnreachableException(described, "name resolution timed out");
         }
 
-        var host = BuildHost(endpoints);
+        var lost = new ConnectionLossSignal();
+        var host = BuildHost(endpoints, lost);
         try
         {
             await host.StartAsync(deadline.Token).ConfigureAwait(false);
@@ -70,6 +81,7 @@ public sealed class ClusterConnection : IAsyncDisposable
         catch (Exception ex)
         {
             await StopQuietlyAsync(host).ConfigureAwait(false);
+            lost.Dispose();
             if (ct.IsCancellationRequested)
             {
                 throw;
@@ -81,7 +93,8 @@ public sealed class ClusterConnection : IAsyncDisposable
             throw new ClusterUnreachableException(described, reason, ex);
         }
 
-        return new ClusterConnection(host, settings, endpoints[0]);
+        lost.Arm();
+        return new ClusterConnection(host, settings, endpoints[0], lost);
     }
 
     /// <summary>
@@ -106,8 +119,15 @@ public sealed class ClusterConnection : IAsyncDisposable
             throw new NoPeersAvailableException("the tracker knows no live peers yet; pass --peer NAME or retry shortly");
         }
 
+        var first = _settings.Gateways[0].ToString();
         foreach (var peer in peers.OrderBy(p => p.Name, StringComparer.Ordinal))
         {
+            // Same text needs no DNS, and still matches a host name only the peers can resolve.
+            if (string.Equals(peer.Report.Gateway, first, StringComparison.OrdinalIgnoreCase))
+            {
+                return peer.Name;
+            }
+
             var advertised = await TryResolveAdvertisedAsync(peer.Report.Gateway, ct).ConfigureAwait(false);
             if (advertised is not null && Gateways.SameEndpoint(advertised, _firstGateway))
             {
@@ -118,9 +138,13 @@ public sealed class ClusterConnection : IAsyncDisposable
         throw new UsageException($"cannot tell which peer serves gateway {_settings.Gateways[0]}; pass --peer NAME");
     }
 
-    public async ValueTask DisposeAsync() => await StopQuietlyAsync(_host).ConfigureAwait(false);
+    public async ValueTask DisposeAsync()
+    {
+        await StopQuietlyAsync(_host).ConfigureAwait(false);
+        _lost.Dispose();
+    }
 
-    private static IHost BuildHost(IPEndPoint[] endpoints)
+    private static IHost BuildHost(IPEndPoint[] endpoints, ConnectionLossSignal lost)
     {
         // DisableDefaults: no appsettings.json from the current directory and no console logger;
         // the CLI's output is its tables, JSON and one-line errors, nothing else.
@@ -130,11 +154,21 @@ public sealed class ClusterConnection : IAsyncDisposable
             ApplicationName = "p2pshare",
         });
         builder.Logging.ClearProviders();
-        builder.Services.Configure<ConsoleLifetimeOptions>(o => o.SuppressStatusMessages = true);
+        // The default ConsoleLifetime stops the host on Ctrl-C, which closes the client's connection
+        // while an interrupted upload still needs it to abort its session on the peer.
+        builder.Services.AddSingleton<IHostLifetime, CommandLifetime>();
         builder.UseOrleansClient(client =>
         {
             client.UseStaticClustering(endpoints);
             client.UseConnectionRetryFilter(new ConnectRetryFilter().ShouldRetryAsync);
+            client.AddClusterConnectionLostHandler((_, _) => lost.Signal());
+            client.AddGatewayCountChangedHandler((_, e) =>
+            {
+                if (e.NumberOfConnectedGateways == 0)
+                {
+                    lost.Signal();
+                }
+            });
             client.Configure<ClusterOptions>(o =>
             {
                 o.ClusterId = ClusterId;
@@ -142,6 +176,14 @@ public sealed class ClusterConnection : IAsyncDisposable
             });
         });
         return builder.Build();
+    }
+
+    /// <summary>Ctrl-C belongs to System.CommandLine, which turns it into the command's cancellation token.</summary>
+    private sealed class CommandLifetime : IHostLifetime
+    {
+        public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     }
 
     /// <summary>
@@ -164,6 +206,39 @@ public sealed class ClusterConnection : IAsyncDisposable
             await Task.Delay(Delay, ct).ConfigureAwait(false);
             return true;
         }
+    }
+
+    /// <summary>
+    /// Armed only once connected: failed attempts during start-up (which the retry filter may
+    /// follow with a successful one) must not count as losing a connection we never had.
+    /// </summary>
+    private sealed class ConnectionLossSignal : IDisposable
+    {
+        private readonly CancellationTokenSource _cts = new();
+        private volatile bool _armed;
+
+        public CancellationToken Token => _cts.Token;
+
+        public void Arm() => _armed = true;
+
+        public void Signal()
+        {
+            if (!_armed)
+            {
+                return;
+            }
+
+            try
+            {
+                _cts.Cancel();
+            }
+            catch (ObjectDisposedException)
+            {
+                // The command already finished and the connection is being torn down.
+            }
+        }
+
+        public void Dispose() => _cts.Dispose();
     }
 
     private static async Task<IPEndPoint?> TryResolveAdvertisedAsync(string gateway, CancellationToken ct)

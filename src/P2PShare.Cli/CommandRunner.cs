@@ -24,7 +24,18 @@ public sealed class CommandRunner(CommonOptions common)
         var settings = Common.ReadSettings(parse);
         var output = CreateOutput(IsJson(parse));
         await using var cluster = await ClusterConnection.ConnectAsync(settings, ct).ConfigureAwait(false);
-        await body(new CommandContext(parse, cluster, output, ct)).ConfigureAwait(false);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct, cluster.ConnectionLost);
+        try
+        {
+            // Grain calls take no token, so only racing them lets a lost connection end the command now.
+            // Ctrl-C is not raced: the body sees it and must be allowed to abort its upload session.
+            await body(new CommandContext(parse, cluster, output, stop.Token)).WaitAsync(cluster.ConnectionLost).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException ex) when (cluster.ConnectionLost.IsCancellationRequested && !ct.IsCancellationRequested)
+        {
+            throw new ClusterUnreachableException(cluster.GatewaysText, "the connection was lost", ex);
+        }
+
         return ExitCodes.Success;
     }
 

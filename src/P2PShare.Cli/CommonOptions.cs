@@ -33,6 +33,29 @@ public sealed class CommonOptions
         Recursive = true,
     };
 
+    /// <summary>
+    /// Adds a range check. Reading a value the parser could not convert throws, and the parser
+    /// already reports that error itself, so such values are left alone here.
+    /// </summary>
+    public static void AddCheck<T>(Option<T> option, Func<T?, bool> valid, string message) =>
+        option.Validators.Add(result =>
+        {
+            T? value;
+            try
+            {
+                value = result.GetValueOrDefault<T>();
+            }
+            catch (InvalidOperationException)
+            {
+                return;
+            }
+
+            if (!valid(value))
+            {
+                result.AddError(message);
+            }
+        });
+
     public ConnectionSettings ReadSettings(ParseResult result) => new(
         Gateways.Select(result.GetValue(Gateway), Environment.GetEnvironmentVariable(Gateways.EnvironmentVariable)),
         NonEmpty(result.GetValue(Origin)) ?? NonEmpty(Environment.GetEnvironmentVariable(ConnectionSettings.OriginEnvironmentVariable)));

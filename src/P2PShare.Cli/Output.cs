@@ -15,7 +15,7 @@ public sealed class Output(bool json, IAnsiConsole console, TextWriter stdout, T
 
     public bool Json { get; } = json;
 
-    public IAnsiConsole Console { get; } = console;
+    public IAnsiConsole Ansi { get; } = console;
 
     public TextWriter Error { get; } = stderr;
 
@@ -25,10 +25,10 @@ public sealed class Output(bool json, IAnsiConsole console, TextWriter stdout, T
         stdout.Flush();
     }
 
-    public void WriteTable(Table table) => Console.Write(table);
+    public void WriteTable(Table table) => Ansi.Write(table);
 
     /// <summary>Plain text on stdout, never parsed as Spectre markup (names may contain brackets).</summary>
-    public void Line(string text) => Console.WriteLine(text);
+    public void Line(string text) => Ansi.WriteLine(text);
 
     /// <summary>Side information that must not pollute a JSON document or piped output.</summary>
     public void Note(string text) => Error.WriteLine($"note: {text}");

@@ -2,8 +2,17 @@ using System.CommandLine;
 using System.CommandLine.Invocation;
 using P2PShare.Cli;
 
-var root = CliApp.Build();
-var parse = root.Parse(args, CliApp.Parser());
+ParseResult parse;
+try
+{
+    parse = CliApp.Build().Parse(args, CliApp.Parser());
+}
+catch (Exception ex)
+{
+    // A validator bug must still end as one line, not an unhandled-exception dump.
+    Console.Error.WriteLine($"error: {ErrorReporting.OneLine(ex)}");
+    return ExitCodes.Usage;
+}
 
 // System.CommandLine prints every parse error plus the full help; scripts and people want one line.
 if (parse.Action is ParseErrorAction && parse.Errors.Count > 0)

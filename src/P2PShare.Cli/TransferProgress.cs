@@ -19,6 +19,9 @@ public sealed class TransferProgress(IAnsiConsole? console)
         return new TransferProgress(stderr.Profile.Capabilities.Interactive ? stderr : null);
     }
 
+    /// <summary>False when nothing will be drawn, so callers can skip work done only for the bar.</summary>
+    public bool IsVisible => console is not null;
+
     public async Task<T> RunAsync<T>(string description, long totalBytes, Func<Action<long>, Task<T>> transfer)
     {
         if (console is null)

@@ -86,7 +86,6 @@ public static class FileCommands
             {
                 var peerName = await ctx.PeerAsync(peerOption).ConfigureAwait(false);
                 var transfer = new FileTransfer(ctx.Cluster, peerName);
-                // The size is known only once the download is open, so the bar starts inside the transfer.
                 var stored = await DownloadWithProgressAsync(ctx, transfer, peerName, name, destination).ConfigureAwait(false);
                 Report(ctx.Output, stored, $"downloaded to {destination}");
             }).ConfigureAwait(false);
@@ -99,7 +98,7 @@ public static class FileCommands
     {
         var progress = TransferProgress.For(ctx.Output.Json);
         // Stat first to size the bar; the download itself reads a fixed version whatever happens meanwhile.
-        var size = ctx.Output.Json
+        var size = !progress.IsVisible
             ? 0
             : (await PeerCall.RunAsync(peerName, () => ctx.Cluster.Peer(peerName).StatAsync(name)).ConfigureAwait(false)).Size;
         return await progress.RunAsync($"get {name}", size,

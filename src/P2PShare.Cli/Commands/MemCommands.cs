@@ -37,14 +37,11 @@ public static class MemCommands
     {
         var key = new Argument<string>("KEY") { Description = "The key to store under" };
         var value = new Argument<string>("VALUE") { Description = "UTF-8 text, or @FILE for a file's bytes (@@text for text starting with @)" };
-        var ttl = new Option<double?>("--ttl") { Description = "Expire the value after this many seconds", HelpName = "SECONDS" };
-        ttl.Validators.Add(r =>
-        {
-            if (r.GetValueOrDefault<double?>() is { } s && (s <= 0 || double.IsNaN(s) || s > TimeSpan.MaxValue.TotalSeconds))
-            {
-                r.AddError("--ttl must be a positive number of seconds");
-            }
-        });
+        // Not double?: the parser would name "System.Nullable`1[System.Double]" in its conversion error.
+        var ttl = new Option<double>("--ttl") { Description = "Expire the value after this many seconds", HelpName = "SECONDS" };
+        CommonOptions.AddCheck(ttl,
+            s => s > 0 && s <= TimeSpan.MaxValue.TotalSeconds,
+            "--ttl must be a positive number of seconds");
 
         var command = new Command("set", "Store a value, replacing any old one") { key, value, ttl };
         command.SetAction(async (parse, ct) =>
@@ -64,7 +61,7 @@ public static class MemCommands
                 var peerName = await ctx.PeerAsync(peerOption).ConfigureAwait(false);
                 var peer = ctx.Cluster.Peer(peerName);
                 var bytes = literal ?? await ReadValueFileAsync(peerName, peer, file!, ct).ConfigureAwait(false);
-                var seconds = parse.GetValue(ttl);
+                double? seconds = parse.GetResult(ttl) is null ? null : parse.GetValue(ttl);
                 TimeSpan? expiry = seconds is { } s ? TimeSpan.FromSeconds(s) : null;
                 await PeerCall.RunAsync(peerName, () => peer.SetAsync(name, bytes, expiry)).ConfigureAwait(false);
                 if (ctx.Output.Json)
@@ -163,13 +160,7 @@ public static class MemCommands
             HelpName = "N",
             DefaultValueFactory = _ => DefaultListLimit,
         };
-        limit.Validators.Add(r =>
-        {
-            if (r.GetValueOrDefault<int>() <= 0)
-            {
-                r.AddError("--limit must be a positive number");
-            }
-        });
+        CommonOptions.AddCheck(limit, n => n > 0, "--limit must be a positive number");
         return limit;
     }
 
