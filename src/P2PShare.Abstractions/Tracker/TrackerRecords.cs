@@ -5,6 +5,8 @@ namespace P2PShare.Tracker;
 /// <summary>
 /// What a peer tells the tracker about itself, on a timer and whenever its load changes.
 /// Every report is complete, so a freshly activated tracker is whole after one round of reports.
+/// <see cref="TasksAccepted"/> counts every task the peer ever took in; its growth between two
+/// reports tells the tracker how many of its reservations have become visible as queued or running work.
 /// </summary>
 [GenerateSerializer, Immutable]
 public sealed record LoadReport(
@@ -23,29 +25,34 @@ public sealed record LoadReport(
     [property: Id(12)] TimeSpan ReportInterval,
     [property: Id(13)] DateTime StartedUtc,
     [property: Id(14)] DateTime SentUtc,
-    [property: Id(15)] long Sequence)
+    [property: Id(15)] long Sequence,
+    [property: Id(16)] long TasksAccepted)
 {
     /// <summary>Work per slot: (running + queued) / slots, as the peer itself sees it.</summary>
     public double CpuLoad => Slots <= 0 ? 0 : (double)(RunningTasks + QueuedTasks) / Slots;
 }
 
 /// <summary>One row of the tracker's registry.</summary>
+/// <param name="Reservations">
+/// Tasks the tracker assigned to this peer that the peer has not yet acknowledged in a report
+/// (through <see cref="LoadReport.TasksAccepted"/>).
+/// </param>
 [GenerateSerializer, Immutable]
 public sealed record PeerStatus(
     [property: Id(0)] LoadReport Report,
     [property: Id(1)] DateTime LastReportUtc,
     [property: Id(2)] DateTime RegisteredUtc,
-    [property: Id(3)] int AssignedSinceReport)
+    [property: Id(3)] int Reservations)
 {
     public string Name => Report.Peer;
 
     /// <summary>
-    /// The load the tracker routes by: the peer's reported work plus the tasks the tracker sent it
-    /// since that report, so a burst of picks spreads instead of herding onto one stale minimum.
+    /// The load the tracker routes by: the peer's reported work plus the tasks assigned to it that
+    /// its reports do not show yet, so a burst of picks spreads instead of herding onto one stale minimum.
     /// </summary>
     public double EffectiveLoad => Report.Slots <= 0
         ? 0
-        : (double)(Report.RunningTasks + Report.QueuedTasks + AssignedSinceReport) / Report.Slots;
+        : (double)(Report.RunningTasks + Report.QueuedTasks + Reservations) / Report.Slots;
 }
 
 /// <summary>What a caller needs from the peer the tracker picks.</summary>

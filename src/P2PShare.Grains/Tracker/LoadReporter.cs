@@ -56,7 +56,8 @@ public sealed partial class LoadReporter : ILifecycleParticipant<ISiloLifecycle>
             MemoryUsed: memUsed, MemoryQuota: _memory.QuotaBytes, MemoryKeys: memKeys,
             DiskUsed: diskUsed + diskReserved, DiskQuota: _files.QuotaBytes, DiskFiles: diskFiles,
             ReportInterval: _options.ReportInterval, StartedUtc: _identity.StartedUtc,
-            SentUtc: _time.GetUtcNow().UtcDateTime, Sequence: Interlocked.Increment(ref _sequence));
+            SentUtc: _time.GetUtcNow().UtcDateTime, Sequence: Interlocked.Increment(ref _sequence),
+            TasksAccepted: 0); // no task intake until CPU sharing exists
     }
 
     public void Dispose()

@@ -11,6 +11,12 @@ public sealed class PeerRegistry(TimeProvider time, int missedReportsLimit)
 {
     private const int MaxRememberedDepartures = 1024;
 
+    /// <summary>
+    /// A reservation the peer never acknowledges (the caller picked a peer and then did not send it
+    /// anything) stops counting after this long, so stale picks cannot skew routing forever.
+    /// </summary>
+    public static readonly TimeSpan ReservationLifetime = TimeSpan.FromSeconds(10);
+
     private readonly Dictionary<string, Entry> _peers = new(StringComparer.Ordinal);
     // Silo instances that left or died; a late one-way report from them must not resurrect them.
     private readonly HashSet<SiloAddress> _departed = [];
@@ -28,9 +34,12 @@ public sealed class PeerRegistry(TimeProvider time, int missedReportsLimit)
             if (entry.Report.Silo.Equals(report.Silo))
             {
                 if (report.Sequence < entry.Report.Sequence) return false; // reordered one-way message
+                // Release only the reservations this report already shows as accepted work; picks the
+                // peer has not received yet stay reserved, or a report mid-burst would invite a herd.
+                var acknowledged = Math.Max(0, report.TasksAccepted - entry.Report.TasksAccepted);
+                entry.Release(acknowledged);
                 entry.Report = report;
                 entry.LastReportUtc = now;
-                entry.AssignedSinceReport = 0;
                 return false;
             }
 
@@ -69,7 +78,7 @@ public sealed class PeerRegistry(TimeProvider time, int missedReportsLimit)
 
     /// <summary>
     /// The live peer with the least effective load, where effective load counts the picks handed to
-    /// it since its last report; ties are broken at random. The pick is reserved on that peer.
+    /// it that its reports do not show yet; ties are broken at random. The pick is reserved on that peer.
     /// </summary>
     public string Pick(PickRequest request)
     {
@@ -80,6 +89,7 @@ public sealed class PeerRegistry(TimeProvider time, int missedReportsLimit)
         foreach (var entry in _peers.Values)
         {
             if (request.Exclude.Contains(entry.Report.Peer) || IsSilent(entry, now)) continue;
+            entry.Expire(now - ReservationLifetime);
             var load = entry.ToStatus().EffectiveLoad;
             if (load < bestLoad - 1e-9)
             {
@@ -96,7 +106,7 @@ public sealed class PeerRegistry(TimeProvider time, int missedReportsLimit)
                 ? "no peers are registered with the tracker"
                 : "no live peer fits the request");
 
-        best.AssignedSinceReport++;
+        best.Reserve(now);
         return best.Report.Peer;
     }
 
@@ -120,8 +130,22 @@ public sealed class PeerRegistry(TimeProvider time, int missedReportsLimit)
         public LoadReport Report { get; set; } = report;
         public DateTime LastReportUtc { get; set; } = now;
         public DateTime RegisteredUtc { get; } = now;
-        public int AssignedSinceReport { get; set; }
 
-        public PeerStatus ToStatus() => new(Report, LastReportUtc, RegisteredUtc, AssignedSinceReport);
+        // Oldest first, so acknowledgements and expiry both remove from the front.
+        private readonly Queue<DateTime> _reservations = new();
+
+        public void Reserve(DateTime now) => _reservations.Enqueue(now);
+
+        public void Release(long count)
+        {
+            for (var i = 0L; i < count && _reservations.Count > 0; i++) _reservations.Dequeue();
+        }
+
+        public void Expire(DateTime cutoff)
+        {
+            while (_reservations.Count > 0 && _reservations.Peek() < cutoff) _reservations.Dequeue();
+        }
+
+        public PeerStatus ToStatus() => new(Report, LastReportUtc, RegisteredUtc, _reservations.Count);
     }
 }

@@ -16,9 +16,9 @@ public sealed class PeerRegistryTests
     private static SiloAddress Silo(int port, int generation = 1) =>
         SiloAddress.New(new IPEndPoint(IPAddress.Loopback, port), generation);
 
-    private LoadReport Report(string peer, SiloAddress silo, int queued = 0, int slots = 2) => new(
+    private LoadReport Report(string peer, SiloAddress silo, int queued = 0, int slots = 2, long accepted = 0) => new(
         peer, silo, "127.0.0.1:1", slots, 0, queued, 0, 100, 0, 0, 100, 0,
-        TimeSpan.FromSeconds(2), DateTime.UnixEpoch, _time.GetUtcNow().UtcDateTime, ++_sequence);
+        TimeSpan.FromSeconds(2), DateTime.UnixEpoch, _time.GetUtcNow().UtcDateTime, ++_sequence, accepted);
 
     [Fact]
     public void Burst_of_picks_with_stale_equal_reports_is_spread_exactly()
@@ -42,15 +42,45 @@ public sealed class PeerRegistryTests
     }
 
     [Fact]
-    public void A_new_report_replaces_the_reservations()
+    public void Reports_in_the_middle_of_a_burst_do_not_cause_a_herd()
+    {
+        for (var i = 1; i <= 3; i++) _registry.Accept(Report($"p{i}", Silo(i)));
+        var picks = new List<string>();
+        for (var i = 0; i < 300; i++)
+        {
+            picks.Add(_registry.Pick(PickRequest.Any));
+            // p1 keeps reporting, but the tasks it was assigned have not reached it yet.
+            if (i % 10 == 0) _registry.Accept(Report("p1", Silo(1)));
+        }
+
+        Assert.All(picks.GroupBy(p => p), g => Assert.Equal(100, g.Count()));
+    }
+
+    [Fact]
+    public void Reservations_are_released_as_the_peer_acknowledges_tasks()
     {
         _registry.Accept(Report("a", Silo(1)));
         _registry.Accept(Report("b", Silo(2)));
-        for (var i = 0; i < 10; i++) _registry.Pick(PickRequest.Any);
-        _registry.Accept(Report("a", Silo(1), queued: 0)); // a drained its work
+        for (var i = 0; i < 10; i++) _registry.Pick(PickRequest.Any); // 5 each
+        // a received 3 of its 5 and finished them: 2 are still on their way.
+        _registry.Accept(Report("a", Silo(1), queued: 0, accepted: 3));
+        var rows = _registry.Snapshot().ToDictionary(s => s.Name);
+        Assert.Equal(2, rows["a"].Reservations);
+        Assert.Equal(5, rows["b"].Reservations);
         Assert.Equal("a", _registry.Pick(PickRequest.Any));
-        Assert.Equal(5, _registry.Snapshot().Single(s => s.Name == "b").AssignedSinceReport);
-        Assert.Equal(1, _registry.Snapshot().Single(s => s.Name == "a").AssignedSinceReport);
+    }
+
+    [Fact]
+    public void Reservations_that_are_never_acknowledged_expire()
+    {
+        _registry.Accept(Report("a", Silo(1)));
+        _registry.Accept(Report("b", Silo(2)));
+        for (var i = 0; i < 6; i++) _registry.Pick(new PickRequest(["b"])); // a: 6 reserved
+        _time.Advance(PeerRegistry.ReservationLifetime + TimeSpan.FromSeconds(1));
+        _registry.Accept(Report("a", Silo(1)));
+        _registry.Accept(Report("b", Silo(2)));
+        _registry.Pick(PickRequest.Any); // expires a's stale reservations before choosing
+        Assert.Equal(1, _registry.Snapshot().Sum(s => s.Reservations));
     }
 
     [Fact]
