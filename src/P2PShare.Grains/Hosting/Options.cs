@@ -145,3 +145,45 @@ public sealed class OptionsValidator :
     private static ValidateOptionsResult Result(List<string> errors) =>
         errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
 }
+
+/// <summary>CPU sharing: slots, time slicing, sandbox limits. Section <c>Compute</c>.</summary>
+public sealed class ComputeOptions
+{
+    public const string Section = "Compute";
+
+    /// <summary>Tasks that run at once. Default: the processor count.</summary>
+    public int Slots { get; set; } = Environment.ProcessorCount;
+
+    /// <summary>Time slice: when more tasks are runnable than slots, a running task is paused after this.</summary>
+    public TimeSpan Quantum { get; set; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>Most worker processes alive at once (running or paused); tasks beyond wait unstarted.</summary>
+    public int MaxLiveWorkers { get; set; } = Math.Max(4, Environment.ProcessorCount * 4);
+
+    /// <summary>Idle workers kept warm.</summary>
+    public int WarmWorkers { get; set; } = Environment.ProcessorCount;
+
+    /// <summary>A worker is replaced after loading this many distinct programs, bounding its memory.</summary>
+    public int RecycleAfterPrograms { get; set; } = 100;
+
+    /// <summary>Timeout of a task that asks for none.</summary>
+    public TimeSpan DefaultTimeout { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Largest timeout a task may ask for.</summary>
+    public TimeSpan MaxTimeout { get; set; } = TimeSpan.FromHours(1);
+
+    /// <summary>Heap cap of each worker (DOTNET_GCHeapHardLimit).</summary>
+    public long WorkerHeapLimitBytes { get; set; } = 256 * Bytes.MiB;
+
+    /// <summary>Largest result (JSON bytes) a task may return.</summary>
+    public int MaxResultBytes { get; set; } = 16 * 1024 * 1024;
+
+    /// <summary>Console output kept per task; the rest is cut.</summary>
+    public int MaxOutputBytes { get; set; } = 64 * 1024;
+
+    /// <summary>How long finished job records are kept.</summary>
+    public TimeSpan JobRetention { get; set; } = TimeSpan.FromHours(24);
+
+    /// <summary>Path of p2pshare-worker.dll; default: next to the peer's own assemblies.</summary>
+    public string? WorkerPath { get; set; }
+}

@@ -1,0 +1,58 @@
+using P2PShare.Compute;
+
+namespace P2PShare.Compute;
+
+/// <summary>One run of a compiled program in a worker process.</summary>
+/// <param name="ProgramHash">SHA-256 of the program text; workers cache loaded assemblies by it.</param>
+/// <param name="Assembly">The emitted script assembly (never loaded into the peer itself).</param>
+/// <param name="Function">The resolved method name to call on the script's submission object.</param>
+/// <param name="ArgsJson">A JSON array, converted to the method's parameter types in the worker.</param>
+public sealed record ExecutionRequest(
+    string ProgramHash,
+    byte[] Assembly,
+    string Function,
+    string ArgsJson,
+    int MaxResultBytes,
+    int MaxOutputBytes);
+
+/// <summary>What a worker reports back. <see cref="ErrorKind"/> None means success.</summary>
+public sealed record ExecutionResult(
+    TaskErrorKind ErrorKind,
+    string? ResultJson,
+    string? Error,
+    string Output)
+{
+    public static ExecutionResult Failure(TaskErrorKind kind, string error, string output = "") => new(kind, null, error, output);
+}
+
+/// <summary>
+/// A warm worker process that runs one program at a time. Pausing and resuming map to SIGSTOP and
+/// SIGCONT; killing is the only reliable way to stop hostile code.
+/// </summary>
+public interface IWorker : IAsyncDisposable
+{
+    int ProcessId { get; }
+
+    /// <summary>False once the process died or was killed; such a worker is replaced, never reused.</summary>
+    bool IsHealthy { get; }
+
+    /// <summary>Distinct programs this worker has loaded; the pool recycles workers past a limit.</summary>
+    int ProgramsLoaded { get; }
+
+    /// <summary>
+    /// Runs a request. A crash, exit or heap overflow of the process completes the task with the
+    /// matching error kind, never with an exception. Cancelling the token kills the process.
+    /// </summary>
+    Task<ExecutionResult> RunAsync(ExecutionRequest request, CancellationToken cancellationToken);
+
+    void Pause();
+
+    void Resume();
+
+    void Kill();
+}
+
+public interface IWorkerFactory
+{
+    Task<IWorker> StartAsync(CancellationToken cancellationToken);
+}
