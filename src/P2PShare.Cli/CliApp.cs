@@ -10,7 +10,7 @@ public static class CliApp
     public static RootCommand Build()
     {
         var runner = new CommandRunner(new CommonOptions());
-        var root = new RootCommand("p2pshare: use the memory and disk of a P2PShare cluster's peers")
+        var root = new RootCommand("p2pshare: use the CPU, memory and disk of a P2PShare cluster's peers")
         {
             runner.Common.Gateway,
             runner.Common.Origin,
@@ -20,6 +20,8 @@ public static class CliApp
         root.Subcommands.Add(StatusCommand.Create(runner));
         root.Subcommands.Add(MemCommands.Create(runner));
         root.Subcommands.Add(FileCommands.Create(runner));
+        root.Subcommands.Add(RunCommand.Create(runner));
+        root.Subcommands.Add(JobCommands.Create(runner));
         return root;
     }
 

@@ -30,6 +30,8 @@ public static class ErrorReporting
 
     public static int Report(Exception ex, TextWriter stderr)
     {
+        if (ex is Commands.JobFailedException failed) return failed.ExitCode; // its line is already out
+
         var failure = Classify(ex);
         stderr.WriteLine($"error: {failure.Message}");
         return failure.ExitCode;

@@ -11,6 +11,9 @@ public static class ExitCodes
     public const int Unavailable = 5;
     public const int Integrity = 6;
 
+    /// <summary>A job ran and failed, timed out or was cancelled; its error was printed.</summary>
+    public const int TaskFailed = 7;
+
     /// <summary>The shell convention for "stopped by SIGINT", so scripts can tell Ctrl-C from a failure.</summary>
     public const int Interrupted = 130;
 

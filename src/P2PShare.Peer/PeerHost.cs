@@ -25,6 +25,8 @@ internal static class PeerHost
         ["--disk-quota"] = "Disk:QuotaBytes",
         ["--max-file-size"] = "Disk:MaxFileBytes",
         ["--report-interval"] = "Tracker:ReportInterval",
+        ["--slots"] = "Compute:Slots",
+        ["--quantum"] = "Compute:Quantum",
     };
 
     public static IConfiguration LoadConfiguration(string[] args) =>
@@ -54,6 +56,7 @@ internal static class PeerHost
         builder.Services.Configure<MemoryOptions>(configuration.GetSection(MemoryOptions.Section));
         builder.Services.Configure<DiskOptions>(configuration.GetSection(DiskOptions.Section));
         builder.Services.Configure<TrackerOptions>(configuration.GetSection(TrackerOptions.Section));
+        builder.Services.Configure<ComputeOptions>(configuration.GetSection(ComputeOptions.Section));
 
         var dataDir = Path.GetFullPath(string.IsNullOrWhiteSpace(peer.DataDir) ? Path.Combine("data", peer.Name) : peer.DataDir);
         builder.UseOrleans(silo =>

@@ -16,6 +16,8 @@ internal static class Usage
           --disk-quota BYTES     disk quota (Disk:QuotaBytes, default 10 GiB)
           --max-file-size BYTES  largest file (Disk:MaxFileBytes, default 4 GiB)
           --report-interval T    load report period (Tracker:ReportInterval, default 00:00:02)
+          --slots N              tasks run at once (Compute:Slots, default: processor count)
+          --quantum T            time slice (Compute:Quantum, default 00:00:00.100)
 
         Every setting can also come from appsettings.json next to the executable, from environment
         variables P2PSHARE__SECTION__KEY (e.g. P2PSHARE__PEER__NAME=peer-1), or as --Section:Key=value.

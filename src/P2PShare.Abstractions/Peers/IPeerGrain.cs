@@ -1,3 +1,4 @@
+using P2PShare.Compute;
 using P2PShare.Files;
 using P2PShare.Memory;
 
@@ -65,4 +66,35 @@ public interface IPeerGrain : IGrainWithStringKey
 
     [Alias("FileDelete")]
     Task DeleteFileAsync(string name);
+
+    // ---- compute ----
+
+    /// <summary>
+    /// Submits a task with this peer as its origin and returns its job at once (Queued). A
+    /// confidential task runs here; otherwise the tracker picks the least-loaded peer, or
+    /// <see cref="TaskSpec.PinnedPeer"/> names one. Job ids name the executing peer:
+    /// <c>PEER:ID</c>.
+    /// </summary>
+    [Alias("Submit")]
+    Task<JobInfo> SubmitAsync(TaskSpec task);
+
+    /// <summary>Accepts a task routed here by its origin peer.</summary>
+    /// <exception cref="PeerUnavailableException">This peer is stopping or its worker pool is broken.</exception>
+    [Alias("Enqueue")]
+    Task<JobInfo> EnqueueAsync(string origin, TaskSpec task);
+
+    [Alias("GetJob")]
+    Task<JobInfo> GetJobAsync(string jobId);
+
+    /// <summary>Returns when the job is terminal or after <paramref name="maxWait"/>, whichever is first.</summary>
+    [Alias("WaitJob")]
+    Task<JobInfo> WaitJobAsync(string jobId, TimeSpan maxWait);
+
+    /// <summary>Removes a queued job or kills a running one. A finished job is returned unchanged.</summary>
+    [Alias("CancelJob")]
+    Task<JobInfo> CancelJobAsync(string jobId);
+
+    /// <summary>The most recent jobs this peer executed, newest first.</summary>
+    [Alias("ListJobs")]
+    Task<JobListing> ListJobsAsync(int limit);
 }

@@ -88,8 +88,26 @@ public sealed class TrackerOptions
 /// <summary>Checks every option at start-up and names the bad one in a one-line message.</summary>
 public sealed class OptionsValidator :
     IValidateOptions<PeerOptions>, IValidateOptions<MemoryOptions>,
-    IValidateOptions<DiskOptions>, IValidateOptions<TrackerOptions>
+    IValidateOptions<DiskOptions>, IValidateOptions<TrackerOptions>, IValidateOptions<ComputeOptions>
 {
+    public ValidateOptionsResult Validate(string? name, ComputeOptions o)
+    {
+        var errors = new List<string>();
+        if (o.Slots is < 1 or > 1024) errors.Add("Compute:Slots must be 1..1024");
+        if (o.Quantum < TimeSpan.FromMilliseconds(10)) errors.Add("Compute:Quantum must be at least 10 ms");
+        if (o.MaxLiveWorkers < o.Slots) errors.Add("Compute:MaxLiveWorkers must be at least Compute:Slots");
+        if (o.WarmWorkers < 0 || o.WarmWorkers > o.MaxLiveWorkers) errors.Add("Compute:WarmWorkers must be 0..Compute:MaxLiveWorkers");
+        if (o.RecycleAfterPrograms < 1) errors.Add("Compute:RecycleAfterPrograms must be at least 1");
+        if (o.DefaultTimeout <= TimeSpan.Zero || o.DefaultTimeout > o.MaxTimeout)
+            errors.Add("Compute:DefaultTimeout must be positive and at most Compute:MaxTimeout");
+        if (o.WorkerHeapLimitBytes < 16 * Bytes.MiB) errors.Add("Compute:WorkerHeapLimitBytes must be at least 16 MiB");
+        if (o.MaxResultBytes < 1024) errors.Add("Compute:MaxResultBytes must be at least 1024");
+        if (o.MaxOutputBytes < 0) errors.Add("Compute:MaxOutputBytes cannot be negative");
+        if (o.JobRetention <= TimeSpan.Zero) errors.Add("Compute:JobRetention must be positive");
+        if (o.WorkerPath is { Length: > 0 } path && !File.Exists(path)) errors.Add($"Compute:WorkerPath '{path}' does not exist");
+        return Result(errors);
+    }
+
     public ValidateOptionsResult Validate(string? name, PeerOptions o)
     {
         var errors = new List<string>();

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Orleans.Hosting;
+using P2PShare.Compute;
 using P2PShare.Files;
 using P2PShare.Memory;
 using P2PShare.Peers;
@@ -27,10 +28,17 @@ public static class PeerSiloBuilderExtensions
         services.AddOptions<MemoryOptions>().ValidateOnStart();
         services.AddOptions<DiskOptions>().ValidateOnStart();
         services.AddOptions<TrackerOptions>().ValidateOnStart();
+        services.AddSingleton<IValidateOptions<ComputeOptions>, OptionsValidator>();
+        services.AddOptions<ComputeOptions>().ValidateOnStart();
 
         services.AddSingleton<PeerIdentity>();
         services.AddSingleton<MemoryStore>();
         services.AddSingleton<FileStore>();
+        services.AddSingleton<ProgramCompiler>();
+        services.AddSingleton<IWorkerFactory, WorkerProcessFactory>();
+        services.AddSingleton<ComputeScheduler>();
+        services.AddSingleton<JobStore>();
+        services.AddSingleton<JobService>();
         services.AddSingleton<LoadReporter>();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, UniquePeerNameCheck>();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(sp => sp.GetRequiredService<LoadReporter>());

@@ -1,3 +1,4 @@
+using P2PShare.Compute;
 using P2PShare.Files;
 using P2PShare.Hosting;
 using P2PShare.Memory;
@@ -16,6 +17,7 @@ public sealed partial class LoadReporter : ILifecycleParticipant<ISiloLifecycle>
     private readonly PeerIdentity _identity;
     private readonly MemoryStore _memory;
     private readonly FileStore _files;
+    private readonly ComputeScheduler _scheduler;
     private readonly TrackerOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger<LoadReporter> _logger;
@@ -26,17 +28,19 @@ public sealed partial class LoadReporter : ILifecycleParticipant<ISiloLifecycle>
     private long _sequence;
 
     public LoadReporter(IGrainFactory grains, PeerIdentity identity, MemoryStore memory, FileStore files,
-        IOptions<TrackerOptions> options, TimeProvider time, ILogger<LoadReporter> logger)
+        ComputeScheduler scheduler, IOptions<TrackerOptions> options, TimeProvider time, ILogger<LoadReporter> logger)
     {
         _grains = grains;
         _identity = identity;
         _memory = memory;
         _files = files;
+        _scheduler = scheduler;
         _options = options.Value;
         _time = time;
         _logger = logger;
         _memory.Changed += Signal;
         _files.Changed += Signal;
+        _scheduler.Changed += Signal;
     }
 
     /// <summary>Completes once the tracker has this peer.</summary>
@@ -50,20 +54,22 @@ public sealed partial class LoadReporter : ILifecycleParticipant<ISiloLifecycle>
     {
         var (memUsed, memKeys) = _memory.Usage;
         var (diskUsed, diskReserved, diskFiles) = _files.Usage;
+        var cpu = _scheduler.Load;
         return new LoadReport(
             _identity.Name, _identity.Silo, _identity.Gateway,
-            Slots: Environment.ProcessorCount, RunningTasks: 0, QueuedTasks: 0,
+            Slots: cpu.Slots, RunningTasks: cpu.Running, QueuedTasks: cpu.Queued,
             MemoryUsed: memUsed, MemoryQuota: _memory.QuotaBytes, MemoryKeys: memKeys,
             DiskUsed: diskUsed + diskReserved, DiskQuota: _files.QuotaBytes, DiskFiles: diskFiles,
             ReportInterval: _options.ReportInterval, StartedUtc: _identity.StartedUtc,
             SentUtc: _time.GetUtcNow().UtcDateTime, Sequence: Interlocked.Increment(ref _sequence),
-            TasksAccepted: 0); // no task intake until CPU sharing exists
+            TasksAccepted: cpu.TasksAccepted);
     }
 
     public void Dispose()
     {
         _memory.Changed -= Signal;
         _files.Changed -= Signal;
+        _scheduler.Changed -= Signal;
         // Not disposed: the silo lifecycle may still call OnStopAsync after the container is torn down.
         _stopping.Cancel();
     }

@@ -1,0 +1,25 @@
+using System.Diagnostics.CodeAnalysis;
+
+namespace P2PShare.Compute;
+
+/// <summary>
+/// Job ids are <c>PEER:ID</c>: the executing peer's name, so any client can find the record, and a
+/// random part. Peer names never contain ':'.
+/// </summary>
+public static class JobIds
+{
+    public static string New(string peer) => $"{peer}:{Guid.NewGuid():N}"[..(peer.Length + 13)];
+
+    public static bool TryParse(string? jobId, [NotNullWhen(true)] out string? peer)
+    {
+        peer = null;
+        if (string.IsNullOrWhiteSpace(jobId)) return false;
+        var colon = jobId.IndexOf(':');
+        if (colon <= 0 || colon == jobId.Length - 1) return false;
+        peer = jobId[..colon];
+        return true;
+    }
+
+    public static string PeerOf(string jobId) =>
+        TryParse(jobId, out var peer) ? peer : throw new InvalidArgumentException($"'{jobId}' is not a job id (PEER:ID)");
+}

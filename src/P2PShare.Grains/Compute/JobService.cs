@@ -1,0 +1,148 @@
+using System.Text.Json;
+using P2PShare.Hosting;
+using P2PShare.Peers;
+
+namespace P2PShare.Compute;
+
+/// <summary>
+/// Runs the tasks routed to this peer: validates them, compiles them (once per distinct program),
+/// hands them to the scheduler and keeps their job records. All CPU work happens off the Orleans
+/// scheduler: compilation on the thread pool, execution in worker processes.
+/// </summary>
+public sealed partial class JobService(
+    JobStore jobs,
+    ProgramCompiler compiler,
+    ComputeScheduler scheduler,
+    PeerIdentity identity,
+    IOptions<ComputeOptions> options,
+    TimeProvider time,
+    ILogger<JobService> logger)
+{
+    private readonly ComputeOptions _options = options.Value;
+
+    /// <summary>Registers the job and starts it; returns its record at once (Queued).</summary>
+    public JobInfo Accept(string origin, TaskSpec spec)
+    {
+        if (!scheduler.CanAccept)
+            throw new PeerUnavailableException(identity.Name, "its worker pool cannot take tasks now");
+        var timeout = Validate(spec);
+        var record = jobs.Create(JobIds.New(identity.Name), origin, identity.Name, spec);
+        LogAccepted(record.JobId, origin, spec.Submitter, spec.Confidential);
+        _ = Task.Run(() => RunAsync(record, timeout));
+        return record.Snapshot();
+    }
+
+    public JobInfo Get(string jobId) => jobs.Get(jobId).Snapshot();
+
+    public async Task<JobInfo> WaitAsync(string jobId, TimeSpan maxWait)
+    {
+        var record = jobs.Get(jobId);
+        if (maxWait <= TimeSpan.Zero) return record.Snapshot();
+        try
+        {
+            return await record.Finished.WaitAsync(maxWait, time).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            return record.Snapshot();
+        }
+    }
+
+    public async Task<JobInfo> CancelAsync(string jobId)
+    {
+        var record = jobs.Get(jobId);
+        if (record.Scheduled is { } task && scheduler.Cancel(task.Id))
+        {
+            // The scheduler ends it Cancelled; wait briefly so the answer shows the final state.
+            try
+            {
+                await record.Finished.WaitAsync(TimeSpan.FromSeconds(2), time).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+            }
+
+            return record.Snapshot();
+        }
+
+        // Not in the scheduler (still compiling) or already done: finishing here wins the race.
+        record.Finish(JobStatus.Cancelled, Now(),
+            ExecutionResult.Failure(TaskErrorKind.Cancelled, "Cancelled: cancelled before it started"), TimeSpan.Zero);
+        return record.Snapshot();
+    }
+
+    public JobListing List(int limit) => new([.. jobs.Recent(Math.Clamp(limit, 1, 10_000))]);
+
+    private async Task RunAsync(JobRecord record, TimeSpan timeout)
+    {
+        var spec = record.Spec;
+        try
+        {
+            CompiledProgram program;
+            try
+            {
+                program = compiler.Compile(spec.Program, spec.Function);
+            }
+            catch (TaskRejectedException ex)
+            {
+                record.Finish(JobStatus.Failed, Now(), ExecutionResult.Failure(ex.TaskError, ex.Message), TimeSpan.Zero);
+                return;
+            }
+
+            record.Compiled(program.Function, program.FromCache);
+            if (record.Snapshot().IsTerminal) return; // cancelled while compiling
+
+            var request = new ExecutionRequest(program.Hash, program.Assembly, program.Function, spec.ArgsJson,
+                _options.MaxResultBytes, _options.MaxOutputBytes);
+            var task = scheduler.Submit(spec.Submitter, request, timeout);
+            record.Scheduled = task;
+            if (record.Snapshot().IsTerminal) scheduler.Cancel(task.Id); // cancelled in between
+
+            var outcome = await task.Completion.ConfigureAwait(false);
+            record.Finish(outcome.Status, outcome.FinishedUtc, outcome.Result, outcome.RunTime);
+        }
+        catch (Exception ex)
+        {
+            LogRunFailed(record.JobId, ex);
+            record.Finish(JobStatus.Failed, Now(), ExecutionResult.Failure(TaskErrorKind.Crashed, $"Crashed: {ex.Message}"), TimeSpan.Zero);
+        }
+        finally
+        {
+            var info = record.Snapshot();
+            LogFinished(record.JobId, info.Status, info.RunMs);
+        }
+    }
+
+    private TimeSpan Validate(TaskSpec spec)
+    {
+        if (string.IsNullOrWhiteSpace(spec.Program)) throw new InvalidArgumentException("the program is empty");
+        if (string.IsNullOrWhiteSpace(spec.Submitter)) throw new InvalidArgumentException("a task needs a submitter");
+        try
+        {
+            using var args = JsonDocument.Parse(spec.ArgsJson);
+            if (args.RootElement.ValueKind != JsonValueKind.Array)
+                throw new InvalidArgumentException("args must be a JSON array");
+        }
+        catch (JsonException ex)
+        {
+            throw new InvalidArgumentException($"args are not valid JSON: {ex.Message}");
+        }
+
+        var timeout = spec.Timeout ?? _options.DefaultTimeout;
+        if (timeout <= TimeSpan.Zero) throw new InvalidArgumentException("timeout must be positive");
+        if (timeout > _options.MaxTimeout)
+            throw new InvalidArgumentException($"timeout of {timeout.TotalSeconds:0} s is above this peer's maximum of {_options.MaxTimeout.TotalSeconds:0} s");
+        return timeout;
+    }
+
+    private DateTime Now() => time.GetUtcNow().UtcDateTime;
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Job {JobId} accepted from origin {Origin} for {Submitter} (confidential: {Confidential})")]
+    private partial void LogAccepted(string jobId, string origin, string submitter, bool confidential);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Job {JobId} finished {Status} after {RunMs} ms")]
+    private partial void LogFinished(string jobId, JobStatus status, double runMs);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Job {JobId} failed inside the peer")]
+    private partial void LogRunFailed(string jobId, Exception ex);
+}

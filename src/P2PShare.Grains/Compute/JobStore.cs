@@ -1,0 +1,130 @@
+using System.Collections.Concurrent;
+using P2PShare.Hosting;
+
+namespace P2PShare.Compute;
+
+/// <summary>
+/// The job records of the tasks this peer executes. Records live in the silo, not in a grain, so
+/// they outlive the CLI that submitted them and any grain deactivation; finished ones are dropped
+/// after <see cref="ComputeOptions.JobRetention"/>.
+/// </summary>
+public sealed class JobStore : IDisposable
+{
+    private readonly ConcurrentDictionary<string, JobRecord> _jobs = new(StringComparer.Ordinal);
+    private readonly TimeProvider _time;
+    private readonly TimeSpan _retention;
+    private readonly ITimer _sweeper;
+
+    public JobStore(IOptions<ComputeOptions> options, TimeProvider time)
+    {
+        _time = time;
+        _retention = options.Value.JobRetention;
+        var period = TimeSpan.FromMinutes(1);
+        _sweeper = time.CreateTimer(_ => Sweep(), null, period, period);
+    }
+
+    public JobRecord Create(string jobId, string origin, string executedBy, TaskSpec spec)
+    {
+        var record = new JobRecord(jobId, origin, executedBy, spec, Now());
+        if (!_jobs.TryAdd(jobId, record)) throw new InvalidOperationException($"duplicate job id {jobId}");
+        return record;
+    }
+
+    public JobRecord Get(string jobId) =>
+        _jobs.TryGetValue(jobId, out var record) ? record : throw new NotFoundException("job", jobId);
+
+    public IReadOnlyList<JobInfo> Recent(int limit) =>
+        _jobs.Values.Select(r => r.Snapshot()).OrderByDescending(j => j.SubmittedUtc).Take(limit).ToList();
+
+    /// <summary>Drops finished records older than the retention time. Returns how many.</summary>
+    public int Sweep()
+    {
+        var cutoff = Now() - _retention;
+        var removed = 0;
+        foreach (var (id, record) in _jobs)
+        {
+            var info = record.Snapshot();
+            if (info.IsTerminal && info.FinishedUtc < cutoff && _jobs.TryRemove(id, out _)) removed++;
+        }
+
+        return removed;
+    }
+
+    public void Dispose() => _sweeper.Dispose();
+
+    private DateTime Now() => _time.GetUtcNow().UtcDateTime;
+}
+
+/// <summary>One job's mutable state; every read is a consistent <see cref="JobInfo"/> snapshot.</summary>
+public sealed class JobRecord
+{
+    private readonly object _gate = new();
+    private readonly TaskCompletionSource<JobInfo> _finished = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private JobInfo _info;
+
+    public JobRecord(string jobId, string origin, string executedBy, TaskSpec spec, DateTime now)
+    {
+        Spec = spec;
+        _info = new JobInfo(jobId, JobStatus.Queued, origin, executedBy, spec.Submitter, spec.Confidential, spec.Function,
+            now, null, null, 0, 0, null, TaskErrorKind.None, null, "", false);
+    }
+
+    public TaskSpec Spec { get; }
+
+    public string JobId => _info.JobId;
+
+    /// <summary>Set once the task is handed to the scheduler; its state shows when the job starts running.</summary>
+    public ScheduledTask? Scheduled { get; set; }
+
+    public Task<JobInfo> Finished => _finished.Task;
+
+    public JobInfo Snapshot()
+    {
+        if (Scheduled?.StartedUtc is { } started) Started(started);
+        lock (_gate) return _info;
+    }
+
+    public void Compiled(string function, bool fromCache)
+    {
+        lock (_gate) _info = _info with { Function = function, CompileCached = fromCache };
+    }
+
+    public void Started(DateTime startedUtc)
+    {
+        lock (_gate)
+        {
+            if (_info.IsTerminal) return;
+            _info = _info with
+            {
+                Status = JobStatus.Running,
+                StartedUtc = startedUtc,
+                QueueMs = (startedUtc - _info.SubmittedUtc).TotalMilliseconds,
+            };
+        }
+    }
+
+    /// <summary>Records the outcome; the first terminal state wins.</summary>
+    public bool Finish(JobStatus status, DateTime finishedUtc, ExecutionResult result, TimeSpan runTime)
+    {
+        JobInfo final;
+        lock (_gate)
+        {
+            if (_info.IsTerminal) return false;
+            var started = _info.StartedUtc;
+            final = _info = _info with
+            {
+                Status = status,
+                FinishedUtc = finishedUtc,
+                QueueMs = started is { } s ? (s - _info.SubmittedUtc).TotalMilliseconds : (finishedUtc - _info.SubmittedUtc).TotalMilliseconds,
+                RunMs = runTime.TotalMilliseconds,
+                ResultJson = result.ResultJson,
+                ErrorKind = result.ErrorKind,
+                Error = result.Error,
+                Output = result.Output,
+            };
+        }
+
+        _finished.TrySetResult(final);
+        return true;
+    }
+}
