@@ -208,9 +208,10 @@ public sealed partial class ProgramCompiler
 
     private static ImmutableArray<MetadataReference> LoadReferences()
     {
-        var trusted = ((string?)AppContext.GetData("TRUSTED_PLATFORM_ASSEMBLIES") ?? "")
-            .Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries)
-            .ToDictionary(p => Path.GetFileNameWithoutExtension(p), StringComparer.OrdinalIgnoreCase);
+        // The list can name an assembly twice (e.g. the test host adds CoreLib again); the first wins.
+        var trusted = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        foreach (var path in ((string?)AppContext.GetData("TRUSTED_PLATFORM_ASSEMBLIES") ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries))
+            trusted.TryAdd(Path.GetFileNameWithoutExtension(path), path);
         var references = ImmutableArray.CreateBuilder<MetadataReference>(ReferenceAssemblies.Length);
         foreach (var name in ReferenceAssemblies)
         {

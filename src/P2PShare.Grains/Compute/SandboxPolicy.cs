@@ -106,6 +106,8 @@ internal static class SandboxPolicy
 
     private static readonly FrozenSet<string> DeniedDelegateMembers = new[] { "DynamicInvoke", "CreateDelegate", "Method" }.ToFrozenSet();
 
+    private static readonly string[] DefaultUsings = ["System", "System.Linq", "System.Collections.Generic", "System.Text", "System.Threading.Tasks"];
+
     private static readonly SymbolDisplayFormat QualifiedTypeName = new(
         typeQualificationStyle: SymbolDisplayTypeQualificationStyle.NameAndContainingTypesAndNamespaces,
         genericsOptions: SymbolDisplayGenericsOptions.None);
@@ -119,10 +121,13 @@ internal static class SandboxPolicy
         foreach (var directive in root.GetLoadDirectives())
             return $"#load (file system) at {Position(directive)}";
 
+        // Namespaces in scope, to judge names that do not resolve (their assembly is not referenced).
+        var usings = root.Usings.Where(u => u.Alias is null && u.StaticKeyword.IsKind(SyntaxKind.None) && u.Name is not null)
+            .Select(u => u.Name!.ToString()).Concat(DefaultUsings).Prepend("").ToList();
         foreach (var node in root.DescendantNodesAndSelf())
         {
             cancellationToken.ThrowIfCancellationRequested();
-            if ((CheckSyntax(node) ?? CheckSemantics(node, model, cancellationToken)) is { } violation)
+            if ((CheckSyntax(node) ?? CheckSemantics(node, model, usings, cancellationToken)) is { } violation)
                 return $"{violation} at {Position(node)}";
         }
 
@@ -142,7 +147,7 @@ internal static class SandboxPolicy
         _ => null,
     };
 
-    private static string? CheckSemantics(SyntaxNode node, SemanticModel model, CancellationToken cancellationToken)
+    private static string? CheckSemantics(SyntaxNode node, SemanticModel model, IReadOnlyList<string> usings, CancellationToken cancellationToken)
     {
         // Attributes are judged before an extern modifier so `[DllImport] static extern` names DllImport.
         if (node is MemberDeclarationSyntax or LocalFunctionStatementSyntax)
@@ -152,7 +157,7 @@ internal static class SandboxPolicy
             {
                 var attributes = node.DescendantNodes(n => n == node || n is AttributeListSyntax).OfType<AttributeSyntax>();
                 foreach (var attribute in attributes)
-                    if (CheckSemantics(attribute, model, cancellationToken) is { } viaAttribute) return viaAttribute;
+                    if (CheckSemantics(attribute, model, usings, cancellationToken) is { } viaAttribute) return viaAttribute;
                 return $"extern ({Interop})";
             }
         }
@@ -161,6 +166,9 @@ internal static class SandboxPolicy
         if (info.Symbol is { } symbol && CheckSymbol(symbol) is { } bySymbol) return bySymbol;
         foreach (var candidate in info.CandidateSymbols)
             if (CheckSymbol(candidate) is { } byCandidate) return byCandidate;
+        if (info.Symbol is null or ITypeSymbol { TypeKind: TypeKind.Error } && info.CandidateSymbols.IsEmpty
+            && node is NameSyntax or MemberAccessExpressionSyntax && UnresolvedName(node, usings) is { } byName)
+            return byName;
 
         if (node is ExpressionSyntax)
         {
@@ -245,9 +253,13 @@ internal static class SandboxPolicy
 
     private static string? Reason(INamedTypeSymbol type)
     {
-        if (type.TypeKind == TypeKind.Error) return null;
+        if (type.TypeKind == TypeKind.Error) return null; // judged by its spelling, see UnresolvedName
         var ns = type.ContainingNamespace is { IsGlobalNamespace: false } n ? n.ToDisplayString() : "";
-        var name = type.MetadataName;
+        return Reason(ns, type.MetadataName);
+    }
+
+    private static string? Reason(string ns, string name)
+    {
         foreach (var (denied, reason) in DeniedNamespaces)
             if (ns == denied || ns.StartsWith(denied + ".", StringComparison.Ordinal)) return reason;
 
@@ -272,6 +284,45 @@ internal static class SandboxPolicy
         if (ns.StartsWith("System.Threading.", StringComparison.Ordinal)) return Threads;
         if (ns.StartsWith("System.Diagnostics.", StringComparison.Ordinal) && ns != "System.Diagnostics.CodeAnalysis") return "diagnostics";
         return null;
+    }
+
+    /// <summary>
+    /// A name the compiler cannot resolve because its assembly is not referenced (System.Net.Http,
+    /// System.Diagnostics.Process, Parallel, ...) is judged by its spelling, tried under each namespace
+    /// in scope, so the user hears "NotAllowed" rather than "type not found".
+    /// </summary>
+    private static string? UnresolvedName(SyntaxNode node, IReadOnlyList<string> usings)
+    {
+        var text = node.ToString();
+        if (text.Length > 512 || !text.All(c => char.IsLetterOrDigit(c) || c is '.' or '_')) return null;
+        foreach (var scope in usings)
+        {
+            var parts = (scope.Length == 0 ? text : $"{scope}.{text}").Split('.');
+            for (var i = 2; i <= parts.Length; i++)
+            {
+                var prefix = string.Join('.', parts[..i]);
+                var ns = string.Join('.', parts[..(i - 1)]);
+                var reason = DeniedNamespaces.FirstOrDefault(d => prefix == d.Namespace).Reason ?? GuessedReason(ns, parts[i - 1]);
+                if (reason is not null) return $"{string.Join('.', parts)} ({reason})";
+            }
+        }
+
+        return null;
+    }
+
+    // Only what is denied by name: the catch-all rules (everything in System.Threading but ...) would
+    // turn every typo into a NotAllowed under the default usings.
+    private static string? GuessedReason(string ns, string name)
+    {
+        if (DeniedNamespaces.Any(d => ns == d.Namespace || ns.StartsWith(d.Namespace + ".", StringComparison.Ordinal)))
+            return Reason(ns, name);
+        return ns switch
+        {
+            "System" => DeniedSystemTypes.GetValueOrDefault(name),
+            "System.Threading.Tasks" when name.StartsWith("Parallel", StringComparison.Ordinal) => Threads,
+            "System.Diagnostics" when name.StartsWith("Process", StringComparison.Ordinal) => Processes,
+            _ => null,
+        };
     }
 
     private static string ReasonOf(string violation)
