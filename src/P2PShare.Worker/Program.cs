@@ -21,7 +21,18 @@ internal static class Program
         while (await WorkerFrames.ReadAsync<WorkerRequestHeader>(input, CancellationToken.None) is { } frame)
         {
             var body = frame.Payload.AsMemory(frame.BodyOffset);
-            var (response, result) = await runner.RunAsync(frame.Header, body);
+            WorkerResponseHeader response;
+            ReadOnlyMemory<byte> result;
+            try
+            {
+                (response, result) = await runner.RunAsync(frame.Header, body);
+            }
+            catch (Exception e)
+            {
+                // A fault of the worker itself, not of the program: say so; the peer retires this worker.
+                (response, result) = (new WorkerResponseHeader(WorkerOutcome.Crashed, $"worker error: {e.GetType().Name}: {e.Message}", ""), ReadOnlyMemory<byte>.Empty);
+            }
+
             await WorkerFrames.WriteAsync(output, response, result, CancellationToken.None);
         }
 

@@ -97,7 +97,9 @@ internal sealed class ProgramRunner
     {
         var context = new AssemblyLoadContext($"program-{hash[..Math.Min(12, hash.Length)]}", isCollectible: true);
         var loaded = context.LoadFromStream(new MemoryStream(assembly.ToArray(), writable: false));
-        return loaded.GetType("Submission#0", throwOnError: true)!;
+        // Looked up by shape, not by name: "Submission#0" does not survive type-name parsing.
+        return loaded.GetTypes().FirstOrDefault(t => t.GetMethod("<Factory>", BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Static) is not null)
+            ?? throw new InvalidOperationException("the assembly is not a script submission");
     }
 
     // A script assembly's entry is Submission#0.<Factory>(object[] submissionArray): slot 0 holds the

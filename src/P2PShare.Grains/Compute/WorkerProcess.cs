@@ -68,6 +68,7 @@ public sealed partial class WorkerProcess : IWorker
     private volatile bool _cancelled;
     private volatile bool _sawStackOverflow;
     private volatile bool _sawOutOfMemory;
+    private volatile string? _unhandled;
 
     private WorkerProcess(Process process, string workDir, long heapLimitBytes, ILogger logger)
     {
@@ -283,7 +284,7 @@ public sealed partial class WorkerProcess : IWorker
         }
 
         string tail;
-        lock (_stderrTail) tail = LastLines(_stderrTail.ToString(), 3);
+        lock (_stderrTail) tail = _unhandled ?? LastLines(_stderrTail.ToString(), 3);
         return tail.Length == 0 ? code : $"{code}: {tail}";
     }
 
@@ -297,6 +298,7 @@ public sealed partial class WorkerProcess : IWorker
 
         // The first line of a stack overflow report is the one that matters, and it scrolls out of a tail.
         if (line.Contains("Stack overflow", StringComparison.OrdinalIgnoreCase)) _sawStackOverflow = true;
+        if (_unhandled is null && line.StartsWith("Unhandled exception.", StringComparison.Ordinal)) _unhandled = line.Length > 300 ? line[..300] : line;
         if (line.Contains("OutOfMemory", StringComparison.Ordinal) || line.Contains("Out of memory", StringComparison.OrdinalIgnoreCase)) _sawOutOfMemory = true;
         lock (_stderrTail)
         {

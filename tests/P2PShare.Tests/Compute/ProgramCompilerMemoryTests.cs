@@ -16,6 +16,9 @@ public sealed class ProgramCompilerMemoryTests(ITestOutputHelper output)
         var watch = Stopwatch.StartNew();
         compiler.Compile("int main(int x) => x - 1;", null); // pays Roslyn's one-time warm-up
         var firstMs = watch.Elapsed.TotalMilliseconds;
+        // The first ~100 compiles make the GC commit its working budget (~65 MB measured, kept as free
+        // space and flat from then on); growth is measured past it, so the test sees leaks, not budget.
+        for (var i = 0; i < 100; i++) compiler.Compile($"int warm{i}(int x) => x + {i};", null);
 
         var heapBefore = GC.GetTotalMemory(forceFullCollection: true);
         var workingSetBefore = WorkingSet();
@@ -34,7 +37,7 @@ public sealed class ProgramCompilerMemoryTests(ITestOutputHelper output)
         output.WriteLine($"first compile {firstMs:0} ms, distinct {distinctMs:0.0} ms each, cached {cachedUs:0.0} us each");
         output.WriteLine($"growth after 1000 programs: managed heap {heapGrowth / 1048576.0:0.0} MB, working set {workingSetGrowth / 1048576.0:0.0} MB, cache {compiler.CacheUsage.Bytes / 1048576.0:0.0} MB");
 
-        Assert.Equal(1000 + 1, compiler.CompilationsRun);
+        Assert.Equal(1 + 100 + 1000, compiler.CompilationsRun);
         Assert.True(heapGrowth < Limit, $"managed heap grew by {heapGrowth / 1048576.0:0.0} MB");
         Assert.True(workingSetGrowth < Limit, $"working set grew by {workingSetGrowth / 1048576.0:0.0} MB");
     }
