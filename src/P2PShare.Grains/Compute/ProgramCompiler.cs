@@ -1,0 +1,239 @@
+using System.Collections.Immutable;
+using System.Diagnostics;
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp;
+
+namespace P2PShare.Compute;
+
+/// <summary>A program ready to send to a worker.</summary>
+/// <param name="Hash">SHA-256 of the program text, lowercase hex; workers cache loaded programs by it.</param>
+/// <param name="Assembly">The emitted script assembly. Never loaded by the peer.</param>
+/// <param name="Function">The resolved top-level method to call.</param>
+/// <param name="FromCache">True when the compiler was not run for this call.</param>
+public sealed record CompiledProgram(string Hash, byte[] Assembly, string Function, bool FromCache);
+
+/// <summary>
+/// Compiles user programs (C# script syntax: top-level methods) to assembly bytes, checks them against
+/// <see cref="SandboxPolicy"/> and resolves the function to call. The peer never loads what it emits:
+/// loading is what made Roslyn scripting leak (every <c>CSharpScript</c> run loads an assembly that
+/// never unloads). Outcomes, refusals included, are cached by the program's SHA-256 in a bounded LRU,
+/// so a repeat skips Roslyn. Thread-safe; one per silo.
+/// </summary>
+public sealed partial class ProgramCompiler
+{
+    public const int DefaultMaxCachedPrograms = 1000;
+    public const long DefaultMaxCachedBytes = 64 * Bytes.MiB;
+    public const int MaxProgramChars = 1024 * 1024;
+    private const int MaxDiagnosticsShown = 20;
+    private const int EntryOverheadBytes = 512;
+
+    private static readonly string[] DefaultUsings =
+        ["System", "System.Linq", "System.Collections.Generic", "System.Text", "System.Threading.Tasks"];
+
+    // What programs compile against. Anything reachable here is also judged by SandboxPolicy.
+    private static readonly string[] ReferenceAssemblies =
+    [
+        "System.Private.CoreLib", "System.Runtime", "System.Console", "System.Linq", "System.Collections",
+        "System.Collections.Concurrent", "System.Runtime.Numerics", "System.Text.RegularExpressions",
+        "System.Memory", "System.Threading",
+    ];
+
+    // Metadata references are immutable and expensive (each maps a file and caches symbols): one set per process.
+    private static readonly Lazy<ImmutableArray<MetadataReference>> References = new(LoadReferences);
+
+    private static readonly CSharpParseOptions ParseOptions =
+        CSharpParseOptions.Default.WithKind(SourceCodeKind.Script).WithLanguageVersion(LanguageVersion.Latest);
+
+    private static readonly CSharpCompilationOptions CompilationOptions = new(
+        OutputKind.DynamicallyLinkedLibrary,
+        usings: DefaultUsings,
+        optimizationLevel: OptimizationLevel.Release,
+        allowUnsafe: false,
+        concurrentBuild: false, // a task's compile should not take both cores from the silo
+        deterministic: true);
+
+    private readonly ILogger<ProgramCompiler> _logger;
+    private readonly int _maxEntries;
+    private readonly long _maxBytes;
+    private readonly object _gate = new();
+    private readonly Dictionary<string, LinkedListNode<CacheEntry>> _cache = new(StringComparer.Ordinal);
+    private readonly LinkedList<CacheEntry> _lru = new();
+    private long _cachedBytes;
+    private long _compilations;
+
+    public ProgramCompiler(ILogger<ProgramCompiler> logger)
+        : this(logger, DefaultMaxCachedPrograms, DefaultMaxCachedBytes)
+    {
+    }
+
+    internal ProgramCompiler(ILogger<ProgramCompiler> logger, int maxEntries, long maxBytes)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxEntries, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxBytes, 1);
+        _logger = logger;
+        _maxEntries = maxEntries;
+        _maxBytes = maxBytes;
+    }
+
+    /// <summary>Times Roslyn was actually run (cache misses), for tests and metrics.</summary>
+    public long CompilationsRun => Interlocked.Read(ref _compilations);
+
+    public (int Programs, long Bytes) CacheUsage
+    {
+        get
+        {
+            lock (_gate) return (_cache.Count, _cachedBytes);
+        }
+    }
+
+    /// <summary>
+    /// Compiles <paramref name="program"/> (or takes it from the cache) and resolves <paramref name="function"/>:
+    /// null means <c>main</c>, or the only top-level method. Throws <see cref="TaskRejectedException"/>
+    /// with CompileError, NotAllowed or InvalidArguments.
+    /// </summary>
+    public CompiledProgram Compile(string program, string? function)
+    {
+        ArgumentNullException.ThrowIfNull(program);
+        if (program.Length > MaxProgramChars)
+            throw new TaskRejectedException(TaskErrorKind.InvalidArguments, $"the program is longer than {MaxProgramChars} characters");
+
+        var hash = Hash(program);
+        var entry = Lookup(hash);
+        var fromCache = entry is not null;
+        if (entry is null)
+        {
+            entry = CompileUncached(hash, program);
+            Store(entry);
+        }
+
+        if (entry.Rejection is { } rejection) throw new TaskRejectedException(rejection.Kind, rejection.Detail);
+        return new CompiledProgram(hash, entry.Assembly!, ResolveFunction(entry.Functions, function), fromCache);
+    }
+
+    public static string Hash(string program) =>
+        Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(program)));
+
+    private CacheEntry CompileUncached(string hash, string program)
+    {
+        Interlocked.Increment(ref _compilations);
+        var watch = Stopwatch.StartNew();
+        var tree = CSharpSyntaxTree.ParseText(program, ParseOptions);
+        var compilation = CSharpCompilation.CreateScriptCompilation(
+            $"p2pshare-{hash[..16]}", tree, References.Value, CompilationOptions, returnType: typeof(object));
+
+        // Refusal first: a denied API often also fails to compile (its assembly is not referenced),
+        // and "NotAllowed: X" tells the user more than "type not found".
+        var model = compilation.GetSemanticModel(tree);
+        if (SandboxPolicy.FindViolation(tree, model) is { } violation)
+            return CacheEntry.Rejected(hash, TaskErrorKind.NotAllowed, violation);
+
+        var errors = compilation.GetDiagnostics().Where(d => d.Severity == DiagnosticSeverity.Error).ToList();
+        if (errors.Count > 0) return CacheEntry.Rejected(hash, TaskErrorKind.CompileError, Describe(errors));
+
+        var functions = compilation.ScriptClass!.GetMembers()
+            .OfType<IMethodSymbol>()
+            .Where(m => m.MethodKind == MethodKind.Ordinary && !m.IsImplicitlyDeclared)
+            .GroupBy(m => m.Name, StringComparer.Ordinal)
+            .Select(g => new FunctionInfo(g.Key, g.Count(), g.Any(m => m.IsGenericMethod)))
+            .ToImmutableArray();
+
+        using var assembly = new MemoryStream();
+        var emitted = compilation.Emit(assembly);
+        if (!emitted.Success)
+            return CacheEntry.Rejected(hash, TaskErrorKind.CompileError, Describe(emitted.Diagnostics.Where(d => d.Severity == DiagnosticSeverity.Error).ToList()));
+
+        LogCompiled(hash[..12], assembly.Length, watch.Elapsed.TotalMilliseconds);
+        return new CacheEntry(hash, assembly.ToArray(), functions, null);
+    }
+
+    private static string ResolveFunction(ImmutableArray<FunctionInfo> functions, string? requested)
+    {
+        var defined = functions.IsEmpty ? "the program defines no functions" : $"the program defines: {string.Join(", ", functions.Select(f => f.Name))}";
+        FunctionInfo? chosen;
+        if (!string.IsNullOrWhiteSpace(requested))
+        {
+            chosen = functions.FirstOrDefault(f => f.Name == requested)
+                ?? throw new TaskRejectedException(TaskErrorKind.InvalidArguments, $"no function '{requested}'; {defined}");
+        }
+        else
+        {
+            chosen = functions.FirstOrDefault(f => f.Name == "main") ?? (functions.Length == 1 ? functions[0] : null)
+                ?? throw new TaskRejectedException(TaskErrorKind.InvalidArguments,
+                    functions.IsEmpty ? defined : $"no function 'main' and more than one to choose from; name one: {string.Join(", ", functions.Select(f => f.Name))}");
+        }
+
+        if (chosen.Overloads > 1)
+            throw new TaskRejectedException(TaskErrorKind.InvalidArguments, $"function '{chosen.Name}' is overloaded; give the function to call a name of its own");
+        if (chosen.IsGeneric)
+            throw new TaskRejectedException(TaskErrorKind.InvalidArguments, $"function '{chosen.Name}' is generic; JSON arguments cannot choose its type parameters");
+        return chosen.Name;
+    }
+
+    private static string Describe(List<Diagnostic> errors)
+    {
+        var shown = errors.OrderBy(d => d.Location.SourceSpan.Start).Take(MaxDiagnosticsShown).Select(d => d.ToString());
+        var text = string.Join("\n", shown);
+        return errors.Count > MaxDiagnosticsShown ? $"{text}\n... and {errors.Count - MaxDiagnosticsShown} more errors" : text;
+    }
+
+    private CacheEntry? Lookup(string hash)
+    {
+        lock (_gate)
+        {
+            if (!_cache.TryGetValue(hash, out var node)) return null;
+            _lru.Remove(node);
+            _lru.AddFirst(node);
+            return node.Value;
+        }
+    }
+
+    private void Store(CacheEntry entry)
+    {
+        lock (_gate)
+        {
+            if (_cache.ContainsKey(entry.Hash)) return; // another thread compiled the same text meanwhile
+            _cache[entry.Hash] = _lru.AddFirst(entry);
+            _cachedBytes += entry.Size;
+            while (_lru.Count > _maxEntries || (_cachedBytes > _maxBytes && _lru.Count > 1))
+            {
+                var oldest = _lru.Last!;
+                _lru.RemoveLast();
+                _cache.Remove(oldest.Value.Hash);
+                _cachedBytes -= oldest.Value.Size;
+            }
+        }
+    }
+
+    private static ImmutableArray<MetadataReference> LoadReferences()
+    {
+        // The list can name an assembly twice (e.g. the test host adds CoreLib again); the first wins.
+        var trusted = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        foreach (var path in ((string?)AppContext.GetData("TRUSTED_PLATFORM_ASSEMBLIES") ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries))
+            trusted.TryAdd(Path.GetFileNameWithoutExtension(path), path);
+        var references = ImmutableArray.CreateBuilder<MetadataReference>(ReferenceAssemblies.Length);
+        foreach (var name in ReferenceAssemblies)
+        {
+            if (!trusted.TryGetValue(name, out var path))
+                throw new InvalidOperationException($"the runtime assembly {name} is not among the trusted platform assemblies");
+            references.Add(MetadataReference.CreateFromFile(path));
+        }
+
+        return references.MoveToImmutable();
+    }
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Compiled program {Hash} to {Bytes} bytes in {Ms:0.0} ms")]
+    private partial void LogCompiled(string hash, long bytes, double ms);
+
+    private sealed record FunctionInfo(string Name, int Overloads, bool IsGeneric);
+
+    private sealed record Rejection(TaskErrorKind Kind, string Detail);
+
+    private sealed record CacheEntry(string Hash, byte[]? Assembly, ImmutableArray<FunctionInfo> Functions, Rejection? Rejection)
+    {
+        public long Size => (Assembly?.Length ?? 0) + (Rejection?.Detail.Length * 2 ?? 0) + EntryOverheadBytes;
+
+        public static CacheEntry Rejected(string hash, TaskErrorKind kind, string detail) => new(hash, null, [], new Rejection(kind, detail));
+    }
+}
