@@ -1,0 +1,630 @@
+using System.Globalization;
+using P2PShare.Hosting;
+
+namespace P2PShare.Compute;
+
+/// <summary>
+/// A peer's CPU scheduler: fair across submitters and time-sliced. Thread-safe singleton; all state
+/// lives behind one lock and one background loop makes the scheduling decisions.
+/// </summary>
+/// <remarks>
+/// <para><b>Slots and turns.</b> At most <c>Slots</c> tasks run at once. Each submitter has a FIFO queue.
+/// Whenever a slot is free, or a running task's time slice (<c>Quantum</c>) ends while other tasks
+/// wait, the slot goes to the submitter holding the fewest slots, ties broken by whoever was served
+/// least recently; within a submitter, its oldest started task (running or paused) comes first, then
+/// its queue in order. A task whose slice ended keeps running when nobody else is waiting; otherwise
+/// its worker is paused (SIGSTOP) and resumed (SIGCONT) on a later turn.</para>
+/// <para><b>Live workers.</b> A started task keeps its worker until it ends, paused or not; at most
+/// <c>MaxLiveWorkers</c> tasks are started at once and later ones wait unstarted in their queues.</para>
+/// <para><b>Timeouts count slot time.</b> A task's timeout is measured against the time it held a slot
+/// with its worker running; time queued, time waiting for a worker and time paused do not count, so
+/// time slicing on a busy peer never times out a task that would have finished on an idle one. The
+/// wall-clock time of a task can therefore exceed its timeout; the live-worker bound and the slot
+/// count bound how much.</para>
+/// <para><b>Threads.</b> Nothing runs on the caller's scheduler: <see cref="Submit"/> and
+/// <see cref="Cancel"/> only change state and wake the loop, which runs on the thread pool, and
+/// completions continue asynchronously. Pause, Resume and Kill are signals, issued under the lock so a
+/// worker can never be signalled after it went back to the pool.</para>
+/// </remarks>
+public sealed partial class ComputeScheduler : IAsyncDisposable
+{
+    private static readonly TimeSpan LongestWait = TimeSpan.FromHours(1);
+    private static readonly TimeSpan LongestQuantum = TimeSpan.FromDays(1);
+    private const string ShuttingDown = "the peer is shutting down";
+
+    private readonly object _gate = new();
+    private readonly int _slots;
+    private readonly int _maxLive;
+    private readonly TimeSpan _quantum;
+    private readonly ComputeOptions _options;
+    private readonly TimeProvider _time;
+    private readonly ILogger<ComputeScheduler> _logger;
+    private readonly WorkerPool _pool;
+    private readonly long _origin;
+    private readonly Dictionary<Guid, ScheduledTask> _tasks = [];
+    private readonly Dictionary<string, SubmitterState> _submitters = new(StringComparer.Ordinal);
+    // Tasks holding a slot: Starting or Running.
+    private readonly List<ScheduledTask> _holders = [];
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly Task _loop;
+    private TaskCompletionSource _wake = NewSignal();
+    private int _live;
+    private int _queued;
+    private long _accepted;
+    private long _serveCounter;
+    private long _submitterCounter;
+    private long _startCounter;
+    private bool _disposed;
+
+    public ComputeScheduler(IWorkerFactory factory, IOptions<ComputeOptions> options, TimeProvider time, ILogger<ComputeScheduler> logger)
+    {
+        ArgumentNullException.ThrowIfNull(factory);
+        _options = options.Value;
+        ArgumentOutOfRangeException.ThrowIfLessThan(_options.Slots, 1, "Compute:Slots");
+        ArgumentOutOfRangeException.ThrowIfLessThan(_options.MaxLiveWorkers, 1, "Compute:MaxLiveWorkers");
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(_options.Quantum, TimeSpan.Zero, "Compute:Quantum");
+        _slots = _options.Slots;
+        _maxLive = _options.MaxLiveWorkers;
+        _quantum = _options.Quantum < LongestQuantum ? _options.Quantum : LongestQuantum;
+        _time = time;
+        _logger = logger;
+        _origin = time.GetTimestamp();
+        // Idle cap above the warm count: workers coming back from busy slots are kept, not churned.
+        _pool = new WorkerPool(factory, _options.WarmWorkers, _options.WarmWorkers + _slots, _options.RecycleAfterPrograms, time, logger);
+        _pool.HealthChanged += RaiseChanged;
+        _pool.Refill();
+        _loop = Task.Run(RunLoopAsync);
+    }
+
+    /// <summary>Raised (on any thread, outside the lock) after a submit, start, finish or pool health change.</summary>
+    public event Action? Changed;
+
+    /// <summary>Raised when a task's worker first starts running it (<see cref="ScheduledTask.StartedUtc"/> is set).</summary>
+    public event Action<ScheduledTask>? TaskStarted;
+
+    /// <summary>
+    /// Slots; Running = started and unfinished tasks (running, paused, or getting their worker);
+    /// Queued = not yet started; so (Running + Queued) / Slots is the CPU load.
+    /// </summary>
+    public SchedulerLoad Load
+    {
+        get
+        {
+            lock (_gate) return new SchedulerLoad(_slots, _live, _queued, _accepted);
+        }
+    }
+
+    /// <summary>False while shutting down or while worker processes cannot be started.</summary>
+    public bool CanAccept
+    {
+        get
+        {
+            lock (_gate)
+            {
+                if (_disposed) return false;
+            }
+
+            return !_pool.IsBroken;
+        }
+    }
+
+    /// <summary>Why <see cref="CanAccept"/> is false, for error messages; null when it is true.</summary>
+    public string? UnavailableReason
+    {
+        get
+        {
+            lock (_gate)
+            {
+                if (_disposed) return ShuttingDown;
+            }
+
+            return _pool.Failure is { } failure ? $"worker processes cannot start on this peer: {failure}" : null;
+        }
+    }
+
+    /// <summary>The timeout a task gets: its own, or the default, capped by the maximum.</summary>
+    public TimeSpan ResolveTimeout(TimeSpan? requested)
+    {
+        var timeout = requested is { } t && t > TimeSpan.Zero ? t : _options.DefaultTimeout;
+        return timeout < _options.MaxTimeout ? timeout : _options.MaxTimeout;
+    }
+
+    /// <summary>Queues a task. It always ends through <see cref="ScheduledTask.Completion"/>, never by an exception.</summary>
+    /// <exception cref="ObjectDisposedException">The scheduler is shutting down.</exception>
+    public ScheduledTask Submit(string submitter, ExecutionRequest request, TimeSpan timeout)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(submitter);
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(timeout, TimeSpan.Zero);
+        ScheduledTask task;
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            task = new ScheduledTask(Guid.NewGuid(), submitter, request, timeout, UtcNow, Now);
+            if (!_submitters.TryGetValue(submitter, out var state))
+                _submitters.Add(submitter, state = new SubmitterState(++_submitterCounter));
+            task.QueueNode = state.Queue.AddLast(task);
+            _tasks.Add(task.Id, task);
+            _queued++;
+            _accepted++;
+            _wake.TrySetResult();
+        }
+
+        RaiseChanged();
+        return task;
+    }
+
+    /// <summary>
+    /// Cancels a task: a queued one never starts, a started one has its worker killed. Either ends
+    /// Cancelled. False when the task is unknown or already finished.
+    /// </summary>
+    public bool Cancel(Guid id)
+    {
+        lock (_gate)
+        {
+            if (!_tasks.TryGetValue(id, out var task)) return false;
+            EndLocked(task, TaskErrorKind.Cancelled, "cancelled");
+            _wake.TrySetResult();
+        }
+
+        RaiseChanged();
+        return true;
+    }
+
+    private TimeSpan Now => _time.GetElapsedTime(_origin);
+
+    private DateTime UtcNow => _time.GetUtcNow().UtcDateTime;
+
+    private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private async Task RunLoopAsync()
+    {
+        var stopping = _stopping.Token;
+        var toStart = new List<ScheduledTask>();
+        while (!stopping.IsCancellationRequested)
+        {
+            Task wake;
+            TimeSpan wait;
+            var changed = false;
+            try
+            {
+                lock (_gate)
+                {
+                    if (_wake.Task.IsCompleted) _wake = NewSignal();
+                    wake = _wake.Task;
+                    wait = ScheduleLocked(Now, toStart, ref changed);
+                }
+            }
+            catch (Exception ex)
+            {
+                // A bug here must not silently stop all compute on the peer; log and try again soon.
+                LogLoopFailed(ex);
+                wake = Task.CompletedTask;
+                wait = _quantum;
+                try
+                {
+                    await Task.Delay(_quantum, _time, stopping).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+            }
+
+            foreach (var task in toStart)
+                _ = Task.Run(() => StartAsync(task));
+            toStart.Clear();
+            if (changed) RaiseChanged();
+
+            if (wake.IsCompleted) continue;
+            using var delay = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+            await Task.WhenAny(wake, Task.Delay(wait, _time, delay.Token)).ConfigureAwait(false);
+            await delay.CancelAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>One scheduling pass: timeouts, then slots. Returns how long the loop may sleep.</summary>
+    private TimeSpan ScheduleLocked(TimeSpan now, List<ScheduledTask> toStart, ref bool changed)
+    {
+        foreach (var task in _holders.ToArray())
+        {
+            if (task.State == ScheduledTaskState.Running && SlotTime(task, now) >= task.Timeout)
+            {
+                LogTimedOut(task.Id, task.Submitter, task.Timeout);
+                EndLocked(task, TaskErrorKind.TimedOut, $"ran longer than {Describe(task.Timeout)}");
+                changed = true;
+            }
+        }
+
+        var free = _slots;
+        var preemptible = new List<ScheduledTask>();
+        foreach (var holder in _holders)
+        {
+            if (holder.State == ScheduledTaskState.Running && holder.SliceEnd <= now) preemptible.Add(holder);
+            else free--;
+        }
+
+        if (free > 0)
+        {
+            var chosen = PickLocked(free, now);
+            // Pause before resuming so no more than Slots workers ever run at once.
+            foreach (var task in preemptible)
+            {
+                if (!chosen.Contains(task)) PauseLocked(task, now);
+            }
+
+            foreach (var task in chosen)
+            {
+                switch (task.State)
+                {
+                    case ScheduledTaskState.Running:
+                        task.SliceEnd = now + _quantum;
+                        break;
+                    case ScheduledTaskState.Paused:
+                        ResumeLocked(task, now);
+                        break;
+                    case ScheduledTaskState.Queued:
+                        BeginStartLocked(task);
+                        toStart.Add(task);
+                        changed = true;
+                        break;
+                }
+            }
+        }
+
+        return NextWakeLocked(now);
+    }
+
+    /// <summary>
+    /// Picks up to <paramref name="free"/> tasks for the free slots: each pick goes to the submitter
+    /// holding the fewest slots, then the least recently served, so a flood from one submitter
+    /// cannot starve another.
+    /// </summary>
+    private List<ScheduledTask> PickLocked(int free, TimeSpan now)
+    {
+        var chosen = new List<ScheduledTask>(free);
+        var startsLeft = _maxLive - _live;
+        var cursors = new List<Cursor>(_submitters.Count);
+        foreach (var state in _submitters.Values)
+            cursors.Add(new Cursor(state, HeldBy(state, now)));
+
+        while (free > 0)
+        {
+            Cursor? best = null;
+            foreach (var cursor in cursors)
+            {
+                if (!cursor.Exhausted && (best is null || cursor.IsBefore(best))) best = cursor;
+            }
+
+            if (best is null) break;
+            if (!best.TryNext(now, ref startsLeft, out var task))
+            {
+                best.Exhausted = true;
+                continue;
+            }
+
+            chosen.Add(task);
+            best.Held++;
+            best.State.LastServed = ++_serveCounter;
+            free--;
+        }
+
+        return chosen;
+    }
+
+    private static int HeldBy(SubmitterState state, TimeSpan now)
+    {
+        var held = 0;
+        foreach (var task in state.Live)
+        {
+            if (task.State == ScheduledTaskState.Starting || (task.State == ScheduledTaskState.Running && task.SliceEnd > now)) held++;
+        }
+
+        return held;
+    }
+
+    private TimeSpan NextWakeLocked(TimeSpan now)
+    {
+        var paused = _live - _holders.Count;
+        var othersWaiting = paused > 0 || (_queued > 0 && _live < _maxLive);
+        var next = LongestWait;
+        foreach (var holder in _holders)
+        {
+            if (holder.State != ScheduledTaskState.Running) continue;
+            var timeoutIn = holder.Timeout - SlotTime(holder, now);
+            if (timeoutIn < next) next = timeoutIn;
+            if (othersWaiting && holder.SliceEnd - now < next) next = holder.SliceEnd - now;
+        }
+
+        return next > TimeSpan.Zero ? next : TimeSpan.Zero;
+    }
+
+    private void BeginStartLocked(ScheduledTask task)
+    {
+        var state = _submitters[task.Submitter];
+        state.Queue.Remove(task.QueueNode!);
+        task.QueueNode = null;
+        task.State = ScheduledTaskState.Starting;
+        task.StartOrder = ++_startCounter;
+        state.Live.Add(task);
+        _holders.Add(task);
+        _queued--;
+        _live++;
+    }
+
+    private void PauseLocked(ScheduledTask task, TimeSpan now)
+    {
+        task.SlotTimeBefore += now - task.RunningSince;
+        task.State = ScheduledTaskState.Paused;
+        _holders.Remove(task);
+        Signal(task, static w => w.Pause(), "pause");
+    }
+
+    private void ResumeLocked(ScheduledTask task, TimeSpan now)
+    {
+        task.State = ScheduledTaskState.Running;
+        task.RunningSince = now;
+        task.SliceEnd = now + _quantum;
+        _holders.Add(task);
+        Signal(task, static w => w.Resume(), "resume");
+    }
+
+    private void Signal(ScheduledTask task, Action<IWorker> signal, string action)
+    {
+        if (task.Worker is not { } worker) return;
+        try
+        {
+            signal(worker);
+        }
+        catch (Exception ex)
+        {
+            // A worker that cannot be signalled has died; its run ends with the crash.
+            LogSignalFailed(action, worker.ProcessId, ex.Message);
+        }
+    }
+
+    /// <summary>Worker acquisition and the run itself, on the thread pool.</summary>
+    private async Task StartAsync(ScheduledTask task)
+    {
+        IWorker worker;
+        try
+        {
+            worker = await _pool.RentAsync(_stopping.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            var message = ex is WorkerPoolBrokenException ? ex.Message : $"no worker process: {ex.Message}";
+            bool ended;
+            lock (_gate)
+            {
+                ended = task.State != ScheduledTaskState.Finished;
+                if (ended) FinishLocked(task, ExecutionResult.Failure(TaskErrorKind.Unschedulable, message));
+                _wake.TrySetResult();
+            }
+
+            if (ended) RaiseChanged();
+            return;
+        }
+
+        bool run;
+        lock (_gate)
+        {
+            run = task.State == ScheduledTaskState.Starting;
+            if (run)
+            {
+                var now = Now;
+                task.Worker = worker;
+                task.State = ScheduledTaskState.Running;
+                task.RunningSince = now;
+                task.SliceEnd = now + _quantum;
+                task.FirstRunAt = now;
+                task.StartedUtc = UtcNow;
+                // The loop arms this task's slice and timeout.
+                _wake.TrySetResult();
+            }
+        }
+
+        if (!run)
+        {
+            // Cancelled while its worker was starting; the worker never ran anything.
+            _pool.Return(worker);
+            return;
+        }
+
+        RaiseStarted(task);
+        ExecutionResult result;
+        try
+        {
+            // ForceYielding: never continue inline on whatever thread completed the run (it may hold our lock).
+            result = await worker.RunAsync(task.Request, CancellationToken.None).ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
+        }
+        catch (Exception ex)
+        {
+            result = ExecutionResult.Failure(TaskErrorKind.Crashed, $"the worker failed: {ex.Message}");
+        }
+
+        bool finishedHere;
+        bool wasPaused;
+        lock (_gate)
+        {
+            finishedHere = task.State != ScheduledTaskState.Finished;
+            wasPaused = task.State == ScheduledTaskState.Paused;
+            if (finishedHere) FinishLocked(task, result);
+            _wake.TrySetResult();
+        }
+
+        if (!finishedHere)
+        {
+            _pool.Discard(worker, $"it was killed: {task.KilledFor}");
+            return;
+        }
+
+        // A run can complete just as its worker is stopped; never park a stopped worker in the pool.
+        if (wasPaused) Signal(task, static w => w.Resume(), "resume");
+        _pool.Return(worker);
+        RaiseChanged();
+    }
+
+    /// <summary>Ends an unfinished task for a timeout or cancel, killing its worker if it has one.</summary>
+    private void EndLocked(ScheduledTask task, TaskErrorKind kind, string message)
+    {
+        if (task.State != ScheduledTaskState.Queued)
+        {
+            task.KilledFor = kind;
+            Signal(task, static w => w.Kill(), "kill");
+        }
+
+        FinishLocked(task, ExecutionResult.Failure(kind, message));
+    }
+
+    private void FinishLocked(ScheduledTask task, ExecutionResult result)
+    {
+        var now = Now;
+        var slotTime = SlotTime(task, now);
+        var state = _submitters[task.Submitter];
+        if (task.State == ScheduledTaskState.Queued)
+        {
+            state.Queue.Remove(task.QueueNode!);
+            task.QueueNode = null;
+            _queued--;
+        }
+        else
+        {
+            state.Live.Remove(task);
+            _holders.Remove(task);
+            _live--;
+        }
+
+        if (state.IsEmpty) _submitters.Remove(task.Submitter);
+        _tasks.Remove(task.Id);
+        task.State = ScheduledTaskState.Finished;
+        var status = result.ErrorKind switch
+        {
+            TaskErrorKind.None => JobStatus.Succeeded,
+            TaskErrorKind.TimedOut => JobStatus.TimedOut,
+            TaskErrorKind.Cancelled => JobStatus.Cancelled,
+            _ => JobStatus.Failed,
+        };
+        task.Complete(new ScheduledOutcome(
+            result, status, task.SubmittedUtc, task.StartedUtc, UtcNow,
+            (task.FirstRunAt ?? now) - task.SubmittedAt, slotTime));
+        LogFinished(task.Id, task.Submitter, status, slotTime);
+    }
+
+    private static TimeSpan SlotTime(ScheduledTask task, TimeSpan now) =>
+        task.State == ScheduledTaskState.Running ? task.SlotTimeBefore + (now - task.RunningSince) : task.SlotTimeBefore;
+
+    internal static string Describe(TimeSpan duration) =>
+        duration >= TimeSpan.FromSeconds(1)
+            ? string.Create(CultureInfo.InvariantCulture, $"{duration.TotalSeconds:0.###} s")
+            : string.Create(CultureInfo.InvariantCulture, $"{duration.TotalMilliseconds:0} ms");
+
+    private void RaiseChanged()
+    {
+        try
+        {
+            Changed?.Invoke();
+        }
+        catch (Exception ex)
+        {
+            LogHandlerFailed(ex);
+        }
+    }
+
+    private void RaiseStarted(ScheduledTask task)
+    {
+        try
+        {
+            TaskStarted?.Invoke(task);
+        }
+        catch (Exception ex)
+        {
+            LogHandlerFailed(ex);
+        }
+    }
+
+    /// <summary>Kills every worker, ends unfinished tasks as Cancelled and disposes idle workers.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        lock (_gate)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            foreach (var task in _tasks.Values.ToArray())
+                EndLocked(task, TaskErrorKind.Cancelled, ShuttingDown);
+            _wake.TrySetResult();
+        }
+
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        await _loop.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        await _pool.DisposeAsync().ConfigureAwait(false);
+        RaiseChanged();
+    }
+
+    private sealed class SubmitterState(long arrival)
+    {
+        public long Arrival { get; } = arrival;
+        public long LastServed { get; set; }
+        public LinkedList<ScheduledTask> Queue { get; } = new();
+        // Started, unfinished tasks in start order.
+        public List<ScheduledTask> Live { get; } = [];
+        public bool IsEmpty => Queue.Count == 0 && Live.Count == 0;
+    }
+
+    /// <summary>Walks one submitter's candidates for a turn: started tasks not holding a slot, then its queue.</summary>
+    private sealed class Cursor(SubmitterState state, int held)
+    {
+        private int _liveIndex;
+        private LinkedListNode<ScheduledTask>? _queued;
+        private bool _queueBegun;
+
+        public SubmitterState State { get; } = state;
+        public int Held { get; set; } = held;
+        public bool Exhausted { get; set; }
+
+        public bool IsBefore(Cursor other) =>
+            Held != other.Held ? Held < other.Held
+            : State.LastServed != other.State.LastServed ? State.LastServed < other.State.LastServed
+            : State.Arrival < other.State.Arrival;
+
+        public bool TryNext(TimeSpan now, ref int startsLeft, out ScheduledTask task)
+        {
+            while (_liveIndex < State.Live.Count)
+            {
+                task = State.Live[_liveIndex++];
+                if (task.State == ScheduledTaskState.Paused || (task.State == ScheduledTaskState.Running && task.SliceEnd <= now))
+                    return true;
+            }
+
+            if (startsLeft > 0)
+            {
+                _queued = _queueBegun ? _queued?.Next : State.Queue.First;
+                _queueBegun = true;
+                if (_queued is not null)
+                {
+                    startsLeft--;
+                    task = _queued.Value;
+                    return true;
+                }
+            }
+
+            task = null!;
+            return false;
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "The compute scheduler loop failed; retrying")]
+    private partial void LogLoopFailed(Exception exception);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Task {TaskId} of {Submitter} ran longer than {Timeout} and is killed")]
+    private partial void LogTimedOut(Guid taskId, string submitter, TimeSpan timeout);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Task {TaskId} of {Submitter} ended {Status} after {SlotTime} of slot time")]
+    private partial void LogFinished(Guid taskId, string submitter, JobStatus status, TimeSpan slotTime);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not {Action} worker {ProcessId}: {Reason}")]
+    private partial void LogSignalFailed(string action, int processId, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "A compute scheduler event handler threw")]
+    private partial void LogHandlerFailed(Exception exception);
+}
