@@ -45,12 +45,22 @@ public static class JobRendering
     public static int ExitCodeOf(JobInfo job) => job.Status == JobStatus.Succeeded ? ExitCodes.Success : ExitCodes.TaskFailed;
 
     /// <summary>The one line a failed job prints on stderr.</summary>
-    public static string ErrorLine(JobInfo job) => job.Status switch
+    public static string ErrorLine(JobInfo job)
     {
-        JobStatus.Succeeded => "",
-        _ when !string.IsNullOrEmpty(job.Error) => $"job {job.JobId} {job.Status.ToString().ToLowerInvariant()}: {FirstLine(job.Error!)}",
-        _ => $"job {job.JobId} {job.Status.ToString().ToLowerInvariant()}",
-    };
+        if (job.Status == JobStatus.Succeeded) return "";
+        var what = job.Status switch
+        {
+            JobStatus.TimedOut => "timed out",
+            _ => job.Status.ToString().ToLowerInvariant(),
+        };
+        if (string.IsNullOrEmpty(job.Error)) return $"job {job.JobId} {what}";
+        var message = FirstLine(job.Error!);
+        // Every message says its kind first (CompileError: ..., NotAllowed: ...), as users grep for them.
+        var kind = job.ErrorKind.ToString();
+        if (job.ErrorKind != TaskErrorKind.None && !message.StartsWith(kind + ":", StringComparison.Ordinal))
+            message = $"{kind}: {message}";
+        return $"job {job.JobId} {what}: {message}";
+    }
 
     /// <summary>Compile errors list one diagnostic per line; the rest of the message stays in --json.</summary>
     public static string FirstLine(string text)

@@ -99,7 +99,7 @@ public sealed partial class JobService(
             if (record.Snapshot().IsTerminal) scheduler.Cancel(task.Id); // cancelled in between
 
             var outcome = await task.Completion.ConfigureAwait(false);
-            record.Finish(outcome.Status, outcome.FinishedUtc, outcome.Result, outcome.RunTime);
+            record.Finish(outcome.Status, outcome.FinishedUtc, outcome.Result, outcome.RunTime, outcome.StartedUtc);
         }
         catch (Exception ex)
         {

@@ -104,18 +104,20 @@ public sealed class JobRecord
     }
 
     /// <summary>Records the outcome; the first terminal state wins.</summary>
-    public bool Finish(JobStatus status, DateTime finishedUtc, ExecutionResult result, TimeSpan runTime)
+    public bool Finish(JobStatus status, DateTime finishedUtc, ExecutionResult result, TimeSpan runTime, DateTime? startedUtc = null)
     {
         JobInfo final;
         lock (_gate)
         {
             if (_info.IsTerminal) return false;
-            var started = _info.StartedUtc;
+            var started = startedUtc ?? _info.StartedUtc;
             final = _info = _info with
             {
                 Status = status,
+                StartedUtc = started,
                 FinishedUtc = finishedUtc,
-                QueueMs = started is { } s ? (s - _info.SubmittedUtc).TotalMilliseconds : (finishedUtc - _info.SubmittedUtc).TotalMilliseconds,
+                // Queue time runs from submission (compilation included) until the task got a slot.
+                QueueMs = ((started ?? finishedUtc) - _info.SubmittedUtc).TotalMilliseconds,
                 RunMs = runTime.TotalMilliseconds,
                 ResultJson = result.ResultJson,
                 ErrorKind = result.ErrorKind,
