@@ -225,6 +225,11 @@ public sealed partial class WorkerProcess : IWorker
     public void Kill()
     {
         _killed = true;
+        KillProcess();
+    }
+
+    private void KillProcess()
+    {
         try
         {
             _process.Kill(entireProcessTree: true);
@@ -247,13 +252,15 @@ public sealed partial class WorkerProcess : IWorker
     private async Task<ExecutionResult> EndedAsync()
     {
         _failed = true;
-        if (!HasExited) Kill(); // alive but incoherent: don't reuse it
+        // A dying runtime may still be writing its reason (a stack overflow prints the whole stack)
+        // after the pipe broke: let it finish and exit before judging, and kill it only if it lingers.
         await WaitForEndAsync().ConfigureAwait(false);
+        if (!HasExited) KillProcess(); // alive but incoherent: don't reuse it
         if (_cancelled) return ExecutionResult.Failure(TaskErrorKind.Cancelled, "cancelled; the worker was killed");
-        if (_killed) return ExecutionResult.Failure(TaskErrorKind.Crashed, "worker killed");
         if (_sawStackOverflow) return ExecutionResult.Failure(TaskErrorKind.Crashed, $"stack overflow; {DescribeExit()}");
         if (_sawOutOfMemory)
             return ExecutionResult.Failure(TaskErrorKind.OutOfMemory, $"out of memory: the worker's heap limit of {Bytes.Format(_heapLimitBytes)} was exceeded");
+        if (_killed) return ExecutionResult.Failure(TaskErrorKind.Crashed, "worker killed");
         return ExecutionResult.Failure(TaskErrorKind.Crashed, $"the worker crashed: {DescribeExit()}");
     }
 
