@@ -435,8 +435,12 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
         ExecutionResult result;
         try
         {
-            // ForceYielding: never continue inline on whatever thread completed the run (it may hold our lock).
-            result = await worker.RunAsync(task.Request, CancellationToken.None).ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
+            var running = worker.RunAsync(task.Request, CancellationToken.None);
+            // Hop to the thread pool: a run can complete inside Kill(), which we call under our lock, and
+            // continuing inline there would re-enter it (ConfigureAwait's ForceYielding does not cover that).
+            await running.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default)
+                .ConfigureAwait(false);
+            result = await running.ConfigureAwait(false);
         }
         catch (Exception ex)
         {
@@ -472,6 +476,7 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
         {
             task.KilledFor = kind;
             Signal(task, static w => w.Kill(), "kill");
+            if (task.State == ScheduledTaskState.Finished) return;
         }
 
         FinishLocked(task, ExecutionResult.Failure(kind, message));

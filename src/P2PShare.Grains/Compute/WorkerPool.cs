@@ -143,14 +143,15 @@ internal sealed partial class WorkerPool : IAsyncDisposable
         lock (_gate) StartWarmingLocked();
     }
 
-    private void StartWarmingLocked()
+    /// <param name="probe">The back-off elapsed: try one start while broken even if the clock says "not yet".</param>
+    private void StartWarmingLocked(bool probe = false)
     {
         if (_disposed) return;
         int toStart;
         if (_failure is null)
             toStart = _warmWorkers - _idle.Count - _warming;
         else
-            toStart = _warming == 0 && _time.GetTimestamp() >= _retryAt ? 1 : 0;
+            toStart = _warming == 0 && (probe || _time.GetTimestamp() >= _retryAt) ? 1 : 0;
 
         for (var i = 0; i < toStart; i++)
         {
@@ -256,8 +257,12 @@ internal sealed partial class WorkerPool : IAsyncDisposable
             return;
         }
 
-        lock (_gate) _retryScheduled = false;
-        Refill();
+        lock (_gate)
+        {
+            _retryScheduled = false;
+            // Always probe here: timers may fire a hair early, and without a probe nothing would retry.
+            StartWarmingLocked(probe: true);
+        }
     }
 
     private void Retire(IWorker worker, string reason)
