@@ -356,6 +356,7 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
     {
         task.SlotTimeBefore += now - task.RunningSince;
         task.State = ScheduledTaskState.Paused;
+        task.ReadySince = now;
         _holders.Remove(task);
         Signal(task, static w => w.Pause(), "pause");
     }
@@ -576,12 +577,16 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
         public bool IsEmpty => Queue.Count == 0 && Live.Count == 0;
     }
 
-    /// <summary>Walks one submitter's candidates for a turn: started tasks not holding a slot, then its queue.</summary>
+    /// <summary>
+    /// Walks one submitter's candidates for a turn in round-robin order: whoever has been ready
+    /// longest goes first (paused tasks since they were paused, queued ones since they were
+    /// submitted), and a task whose slice just ended goes last, so it keeps its slot only when none
+    /// of its submitter's other tasks is waiting.
+    /// </summary>
     private sealed class Cursor(SubmitterState state, int held)
     {
-        private int _liveIndex;
-        private LinkedListNode<ScheduledTask>? _queued;
-        private bool _queueBegun;
+        private List<ScheduledTask>? _order;
+        private int _index;
 
         public SubmitterState State { get; } = state;
         public int Held { get; set; } = held;
@@ -594,27 +599,39 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
 
         public bool TryNext(TimeSpan now, ref int startsLeft, out ScheduledTask task)
         {
-            while (_liveIndex < State.Live.Count)
+            _order ??= Order(now);
+            while (_index < _order.Count)
             {
-                task = State.Live[_liveIndex++];
-                if (task.State == ScheduledTaskState.Paused || (task.State == ScheduledTaskState.Running && task.SliceEnd <= now))
-                    return true;
-            }
-
-            if (startsLeft > 0)
-            {
-                _queued = _queueBegun ? _queued?.Next : State.Queue.First;
-                _queueBegun = true;
-                if (_queued is not null)
+                var candidate = _order[_index++];
+                if (candidate.State == ScheduledTaskState.Queued)
                 {
+                    if (startsLeft <= 0) continue; // the live-worker bound: it waits unstarted
                     startsLeft--;
-                    task = _queued.Value;
-                    return true;
                 }
+
+                task = candidate;
+                return true;
             }
 
             task = null!;
             return false;
+        }
+
+        private List<ScheduledTask> Order(TimeSpan now)
+        {
+            var ready = new List<(TimeSpan Since, int Rank, long Seq, ScheduledTask Task)>();
+            foreach (var live in State.Live)
+            {
+                if (live.State == ScheduledTaskState.Paused) ready.Add((live.ReadySince, 0, live.StartOrder, live));
+                else if (live.State == ScheduledTaskState.Running && live.SliceEnd <= now) ready.Add((now, 1, live.StartOrder, live));
+            }
+
+            var position = 0L;
+            foreach (var queued in State.Queue) ready.Add((queued.SubmittedAt, 0, long.MinValue + position++, queued));
+            ready.Sort((a, b) => a.Since != b.Since ? a.Since.CompareTo(b.Since)
+                : a.Rank != b.Rank ? a.Rank.CompareTo(b.Rank)
+                : a.Seq.CompareTo(b.Seq));
+            return ready.ConvertAll(r => r.Task);
         }
     }
 

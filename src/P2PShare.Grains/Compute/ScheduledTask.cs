@@ -89,6 +89,9 @@ public sealed class ScheduledTask
     /// <summary>Scheduler clock when the current run period (start or resume) began.</summary>
     internal TimeSpan RunningSince { get; set; }
 
+    /// <summary>Scheduler clock when the task last became ready to run (paused); orders its submitter's turns.</summary>
+    internal TimeSpan ReadySince { get; set; }
+
     /// <summary>Scheduler clock at which the current time slice ends.</summary>
     internal TimeSpan SliceEnd { get; set; }
 
