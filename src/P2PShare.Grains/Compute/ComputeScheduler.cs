@@ -228,7 +228,9 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
     {
         foreach (var task in _holders.ToArray())
         {
-            if (task.State == ScheduledTaskState.Running && SlotTime(task, now) >= task.Timeout)
+            // A run whose result is already in is not timed out: after a stall of this process the
+            // completion and the timeout come due together, and the result wins.
+            if (task.State == ScheduledTaskState.Running && SlotTime(task, now) >= task.Timeout && task.Run is not { IsCompleted: true })
             {
                 LogTimedOut(task.Id, task.Submitter, task.Timeout);
                 EndLocked(task, TaskErrorKind.TimedOut, $"ran longer than {Describe(task.Timeout)}");
@@ -437,6 +439,7 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
         try
         {
             var running = worker.RunAsync(task.Request, CancellationToken.None);
+            task.Run = running;
             // Hop to the thread pool: a run can complete inside Kill(), which we call under our lock, and
             // continuing inline there would re-enter it (ConfigureAwait's ForceYielding does not cover that).
             await running.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default)

@@ -77,6 +77,15 @@ public sealed class ScheduledTask
 
     internal IWorker? Worker { get; set; }
 
+    private volatile Task? _run;
+
+    /// <summary>The worker's run, once handed over; set outside the lock, hence volatile.</summary>
+    internal Task? Run
+    {
+        get => _run;
+        set => _run = value;
+    }
+
     /// <summary>Node in the submitter's queue while queued.</summary>
     internal LinkedListNode<ScheduledTask>? QueueNode { get; set; }
 
