@@ -109,5 +109,55 @@ public sealed class ClusterServiceTests(LocalCluster cluster) : IClassFixture<Lo
         Assert.StartsWith("error:", result.Stderr);
     }
 
+    [Fact]
+    public async Task Run_prints_the_result_and_json_names_the_executing_peer()
+    {
+        var plain = await cluster.CliAsync("run", "--code", "int main(int x) => x * x;", "--args", "[7]");
+        Assert.True(plain.ExitCode == 0, plain.ToString());
+        Assert.Equal("49", plain.Stdout.Trim());
+
+        var json = await cluster.CliAsync("run", "--code", "int main(int x) => x + 1;", "--args", "[41]", "--json");
+        Assert.True(json.ExitCode == 0, json.ToString());
+        using var doc = JsonDocument.Parse(json.StdoutBytes);
+        Assert.Equal("Succeeded", doc.RootElement.GetProperty("status").GetString());
+        Assert.Equal(42, doc.RootElement.GetProperty("result").GetInt32());
+        Assert.Contains(doc.RootElement.GetProperty("executedBy").GetString(), cluster.PeerNames);
+        Assert.StartsWith(doc.RootElement.GetProperty("executedBy").GetString() + ":", doc.RootElement.GetProperty("jobId").GetString());
+    }
+
+    [Fact]
+    public async Task Confidential_run_stays_on_the_origin_and_a_hostile_program_is_one_error_line()
+    {
+        var confidential = await cluster.CliAsync("run", "--confidential", "--origin", "peer-3", "--code", "int main() => 1;", "--json");
+        Assert.True(confidential.ExitCode == 0, confidential.ToString());
+        using (var doc = JsonDocument.Parse(confidential.StdoutBytes))
+            Assert.Equal("peer-3", doc.RootElement.GetProperty("executedBy").GetString());
+
+        var hostile = await cluster.CliAsync("run", "--code", "string main() => System.IO.File.ReadAllText(\"/etc/passwd\");");
+        Assert.Equal(7, hostile.ExitCode);
+        var line = Assert.Single(hostile.StderrLines);
+        Assert.Contains("NotAllowed: System.IO.File.ReadAllText", line);
+        Assert.DoesNotContain("root:", hostile.Stdout);
+    }
+
+    [Fact]
+    public async Task Detached_job_can_be_waited_for_and_listed()
+    {
+        var detached = await cluster.CliAsync("run", "--detach", "--code", "int main() => 5;");
+        Assert.True(detached.ExitCode == 0, detached.ToString());
+        var jobId = detached.Stdout.Trim();
+        Assert.Matches("^peer-[0-9]+:[0-9a-f]{12}$", jobId);
+
+        var wait = await cluster.CliAsync("job", "wait", jobId, "--json");
+        Assert.True(wait.ExitCode == 0, wait.ToString());
+        using (var doc = JsonDocument.Parse(wait.StdoutBytes))
+            Assert.Equal(5, doc.RootElement.GetProperty("result").GetInt32());
+
+        var list = await cluster.CliAsync("job", "ls", "--json");
+        Assert.True(list.ExitCode == 0, list.ToString());
+        using var all = JsonDocument.Parse(list.StdoutBytes);
+        Assert.Contains(all.RootElement.EnumerateArray(), j => j.GetProperty("jobId").GetString() == jobId);
+    }
+
     private static string UniqueName(string prefix) => $"e2e-{prefix}-{Guid.NewGuid():N}";
 }
