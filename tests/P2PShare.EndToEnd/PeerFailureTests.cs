@@ -24,16 +24,16 @@ public sealed class PeerFailureTests(LocalCluster cluster) : IClassFixture<Local
         Assert.True(kill.ExitCode == 0, kill.ToString());
         var killedAt = Stopwatch.StartNew();
 
+        // If peer-3 hosted the tracker, the tracker reactivates elsewhere and is briefly empty until
+        // the survivors' next reports; what must hold within the deadline is exactly the survivors.
         IReadOnlyList<string> listed;
-        while ((listed = await cluster.ListedPeerNamesAsync()).Contains("peer-3"))
+        while (!(listed = await cluster.ListedPeerNamesAsync()).Order().SequenceEqual(["peer-1", "peer-2"]))
         {
             Assert.True(
                 killedAt.Elapsed < DetectionDeadline,
-                $"peer-3 still listed {killedAt.Elapsed.TotalSeconds:0.0}s after SIGKILL\n{cluster.PeerLogs()}");
+                $"after {killedAt.Elapsed.TotalSeconds:0.0}s the peers are [{string.Join(", ", listed)}]\n{cluster.PeerLogs()}");
             await Task.Delay(250);
         }
-
-        Assert.Equal(["peer-1", "peer-2"], listed.Order());
 
         var dead = await cluster.CliAsync("mem", "get", "somekey", "--peer", "peer-3");
         Assert.True(dead.ExitCode == 5, dead.ToString());
