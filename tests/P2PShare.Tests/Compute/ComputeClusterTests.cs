@@ -7,7 +7,18 @@ using P2PShare.Tests.Support;
 
 namespace P2PShare.Tests.Compute;
 
+/// <summary>
+/// Timing-sensitive tests (time slicing, fairness) share two cores with their own worker processes;
+/// they run alone rather than beside other test classes.
+/// </summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class SerialComputeCollection
+{
+    public const string Name = "serial compute";
+}
+
 /// <summary>CPU sharing on a real 3-silo cluster with real sandbox worker processes.</summary>
+[Collection(SerialComputeCollection.Name)]
 public sealed class ComputeClusterTests
 {
     private const string Square = "int main(int x) => x * x;";
@@ -119,6 +130,8 @@ public sealed class ComputeClusterTests
     {
         await using var peers = await StartAsync(slots: 1);
         var peer = peers.Peer("peer-1");
+        // Compile the short program and warm a worker first: the test measures scheduling, not Roslyn.
+        Assert.Equal("1", (await WaitAsync(peers, await peer.SubmitAsync(Task(Square, "[1]", on: "peer-1", submitter: "batch")))).ResultJson);
         var longOnes = new[]
         {
             await peer.SubmitAsync(Task(Spin, "[10]", on: "peer-1", submitter: "batch")),

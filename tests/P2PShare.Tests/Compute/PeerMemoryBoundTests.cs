@@ -7,6 +7,7 @@ using Xunit.Abstractions;
 
 namespace P2PShare.Tests.Compute;
 
+[Collection(SerialComputeCollection.Name)]
 public sealed class PeerMemoryBoundTests(ITestOutputHelper log)
 {
     [Fact]
