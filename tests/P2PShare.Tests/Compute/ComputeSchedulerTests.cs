@@ -244,13 +244,14 @@ public sealed class ComputeSchedulerTests
     public async Task Worker_is_retired_after_too_many_distinct_programs()
     {
         await using var scheduler = Create(slots: 1, recycleAfter: 2);
-        foreach (var program in new[] { "p1", "p1", "p2", "p3" })
+        foreach (var program in new[] { "p1", "p1", "p2", "p3", "p4", "p5", "p6" })
             Assert.Equal(JobStatus.Succeeded, (await Outcome(scheduler.Submit("alice", Work(5, program), Long))).Status);
 
-        var first = _factory.WorkerThatRan("p2");
-        Assert.Equal(["p1", "p1", "p2"], first.Programs);
-        await Eventually(() => first.IsDisposed, "the worker with two programs is retired");
-        Assert.NotEqual(first.ProcessId, _factory.WorkerThatRan("p3").ProcessId);
+        // Which worker a task gets depends on when the previous one is back in the pool; what must
+        // always hold is that no worker goes past the limit and every worker that reached it retires.
+        Assert.All(_factory.Workers, w => Assert.True(w.Programs.Distinct().Count() <= 2, $"worker ran {string.Join(",", w.Programs)}"));
+        await Eventually(() => _factory.Workers.Where(w => w.Programs.Distinct().Count() == 2).All(w => w.IsDisposed),
+            "workers that loaded two programs are retired");
     }
 
     [Fact]
