@@ -5,6 +5,8 @@ using Xunit.Abstractions;
 
 namespace P2PShare.Tests.Compute;
 
+// Measures the whole process, so it runs alone: a cluster test beside it would count as growth.
+[Collection(SerialComputeCollection.Name)]
 public sealed class ProgramCompilerMemoryTests(ITestOutputHelper output)
 {
     private const long Limit = 100 * 1024 * 1024;
