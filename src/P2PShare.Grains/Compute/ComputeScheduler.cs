@@ -11,9 +11,10 @@ namespace P2PShare.Compute;
 /// <para><b>Slots and turns.</b> At most <c>Slots</c> tasks run at once. Each submitter has a FIFO queue.
 /// Whenever a slot is free, or a running task's time slice (<c>Quantum</c>) ends while other tasks
 /// wait, the slot goes to the submitter holding the fewest slots, ties broken by whoever was served
-/// least recently; within a submitter, its oldest started task (running or paused) comes first, then
-/// its queue in order. A task whose slice ended keeps running when nobody else is waiting; otherwise
-/// its worker is paused (SIGSTOP) and resumed (SIGCONT) on a later turn.</para>
+/// least recently; within a submitter, turns rotate too: whoever has been ready longest (paused since,
+/// or queued since) goes first and a task whose slice just ended goes last. A task whose slice ended
+/// keeps running when nobody else is waiting; otherwise its worker is paused (SIGSTOP) and resumed
+/// (SIGCONT) on a later turn.</para>
 /// <para><b>Live workers.</b> A started task keeps its worker until it ends, paused or not; at most
 /// <c>MaxLiveWorkers</c> tasks are started at once and later ones wait unstarted in their queues.</para>
 /// <para><b>Timeouts count slot time.</b> A task's timeout is measured against the time it held a slot
