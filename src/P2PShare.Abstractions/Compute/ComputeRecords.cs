@@ -2,7 +2,7 @@ using System.Collections.Immutable;
 
 namespace P2PShare.Compute;
 
-/// <summary>Where a job is in its life. Terminal: Succeeded, Failed, TimedOut, Cancelled.</summary>
+/// <summary>Where a job is in its life. Terminal: Succeeded, Failed, TimedOut, Cancelled, PeerLost.</summary>
 public enum JobStatus
 {
     Queued = 0,
@@ -11,6 +11,11 @@ public enum JobStatus
     Failed = 3,
     TimedOut = 4,
     Cancelled = 5,
+    /// <summary>
+    /// The peer running it died or was cut off, and it could not be run elsewhere: it is
+    /// confidential (never leaves its origin) or used up its retries.
+    /// </summary>
+    PeerLost = 6,
 }
 
 /// <summary>Why a job failed, when it did. Shown to users as <c>Kind: message</c>.</summary>
@@ -37,6 +42,8 @@ public enum TaskErrorKind
     Cancelled = 9,
     /// <summary>No peer could take the task.</summary>
     Unschedulable = 10,
+    /// <summary>The executing peer died or was cut off and the task could not be re-run elsewhere.</summary>
+    PeerLost = 11,
 }
 
 /// <summary>What a user asks to run.</summary>
@@ -47,6 +54,11 @@ public enum TaskErrorKind
 /// <param name="Timeout">Null means the peer's default (60 s), capped by its maximum.</param>
 /// <param name="Submitter">Who asked; the scheduler is fair across submitters.</param>
 /// <param name="PinnedPeer">Run on this peer instead of asking the tracker (<c>--on</c>).</param>
+/// <param name="MaxRetries">
+/// How many times a non-confidential task is re-run on another peer when its peer dies or is cut
+/// off before it finishes; null means the origin peer's default (3). A task that fails by itself
+/// (exception, timeout, compile error) is never retried.
+/// </param>
 [GenerateSerializer, Immutable]
 public sealed record TaskSpec(
     [property: Id(0)] string Program,
@@ -55,9 +67,13 @@ public sealed record TaskSpec(
     [property: Id(3)] bool Confidential,
     [property: Id(4)] TimeSpan? Timeout,
     [property: Id(5)] string Submitter,
-    [property: Id(6)] string? PinnedPeer);
+    [property: Id(6)] string? PinnedPeer,
+    [property: Id(7)] int? MaxRetries = null);
 
-/// <summary>A job as its executing peer records it.</summary>
+/// <summary>
+/// A job: its current (or final) attempt's record plus the history of attempts. The same type
+/// describes one attempt as the executing peer records it; then <see cref="Attempts"/> is empty.
+/// </summary>
 [GenerateSerializer, Immutable]
 public sealed record JobInfo(
     [property: Id(0)] string JobId,
@@ -78,8 +94,42 @@ public sealed record JobInfo(
     [property: Id(15)] string Output,
     [property: Id(16)] bool CompileCached)
 {
-    public bool IsTerminal => Status is JobStatus.Succeeded or JobStatus.Failed or JobStatus.TimedOut or JobStatus.Cancelled;
+    /// <summary>1-based number of the attempt this record describes.</summary>
+    [Id(17)]
+    public int Attempt { get; init; } = 1;
+
+    /// <summary>Every attempt so far, oldest first (kept by the job's supervisor).</summary>
+    [Id(18)]
+    public ImmutableArray<JobAttempt> Attempts { get; init; } = [];
+
+    public bool IsTerminal => Status.IsTerminal();
 }
+
+public static class JobStatusExtensions
+{
+    public static bool IsTerminal(this JobStatus status) =>
+        status is JobStatus.Succeeded or JobStatus.Failed or JobStatus.TimedOut or JobStatus.Cancelled or JobStatus.PeerLost;
+}
+
+/// <summary>One try at running a job on one peer.</summary>
+/// <param name="Status">The attempt's last known status; <see cref="JobStatus.PeerLost"/> when its peer died or was cut off.</param>
+/// <param name="Note">Why the attempt ended as it did when that is not the task's own result, e.g. "peer-2 died".</param>
+[GenerateSerializer, Immutable]
+public sealed record JobAttempt(
+    [property: Id(0)] int Number,
+    [property: Id(1)] string Peer,
+    [property: Id(2)] JobStatus Status,
+    [property: Id(3)] DateTime AssignedUtc,
+    [property: Id(4)] DateTime? FinishedUtc,
+    [property: Id(5)] string? Note);
+
+/// <summary>What the supervisor of a job sends a peer to execute one attempt.</summary>
+[GenerateSerializer, Immutable]
+public sealed record JobAssignment(
+    [property: Id(0)] string JobId,
+    [property: Id(1)] int Attempt,
+    [property: Id(2)] string Origin,
+    [property: Id(3)] TaskSpec Spec);
 
 [GenerateSerializer, Immutable]
 public sealed record JobListing(

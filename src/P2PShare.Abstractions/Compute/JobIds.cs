@@ -3,8 +3,8 @@ using System.Diagnostics.CodeAnalysis;
 namespace P2PShare.Compute;
 
 /// <summary>
-/// Job ids are <c>PEER:ID</c>: the executing peer's name, so any client can find the record, and a
-/// random part. Peer names never contain ':'.
+/// Job ids are <c>PEER:ID</c>: the origin peer's name (where it was submitted) and a random part.
+/// Peer names never contain ':'. The record itself is kept by the job's grain, see <see cref="IJobGrain"/>.
 /// </summary>
 public static class JobIds
 {
@@ -20,6 +20,10 @@ public static class JobIds
         return true;
     }
 
-    public static string PeerOf(string jobId) =>
+    public static string OriginOf(string jobId) =>
         TryParse(jobId, out var peer) ? peer : throw new InvalidArgumentException($"'{jobId}' is not a job id (PEER:ID)");
+
+    /// <summary>Throws <see cref="InvalidArgumentException"/> unless <paramref name="jobId"/> looks like a job id.</summary>
+    public static string Validate(string? jobId) =>
+        TryParse(jobId, out _) ? jobId! : throw new InvalidArgumentException($"'{jobId}' is not a job id (PEER:ID)");
 }

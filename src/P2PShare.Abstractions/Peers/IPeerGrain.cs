@@ -72,29 +72,28 @@ public interface IPeerGrain : IGrainWithStringKey
     /// <summary>
     /// Submits a task with this peer as its origin and returns its job at once (Queued). A
     /// confidential task runs here; otherwise the tracker picks the least-loaded peer, or
-    /// <see cref="TaskSpec.PinnedPeer"/> names one. Job ids name the executing peer:
-    /// <c>PEER:ID</c>.
+    /// <see cref="TaskSpec.PinnedPeer"/> names one. Follow the job with <see cref="IJobGrain"/>
+    /// (<c>grains.GetJob(id)</c>); job ids name the origin: <c>PEER:ID</c>.
     /// </summary>
     [Alias("Submit")]
     Task<JobInfo> SubmitAsync(TaskSpec task);
 
-    /// <summary>Accepts a task routed here by its origin peer.</summary>
+    /// <summary>Runs one attempt of a job, sent by the job's supervisor. Returns the attempt's record (Queued).</summary>
     /// <exception cref="PeerUnavailableException">This peer is stopping or its worker pool is broken.</exception>
-    [Alias("Enqueue")]
-    Task<JobInfo> EnqueueAsync(string origin, TaskSpec task);
+    [Alias("Execute")]
+    Task<JobInfo> ExecuteAsync(JobAssignment assignment);
 
-    [Alias("GetJob")]
-    Task<JobInfo> GetJobAsync(string jobId);
+    /// <summary>This peer's record of an attempt; returns when it is terminal or after <paramref name="maxWait"/>.</summary>
+    /// <exception cref="NotFoundException">This peer has no such attempt (e.g. it restarted since).</exception>
+    [Alias("WaitAttempt")]
+    Task<JobInfo> WaitAttemptAsync(string jobId, int attempt, TimeSpan maxWait);
 
-    /// <summary>Returns when the job is terminal or after <paramref name="maxWait"/>, whichever is first.</summary>
-    [Alias("WaitJob")]
-    Task<JobInfo> WaitJobAsync(string jobId, TimeSpan maxWait);
+    /// <summary>Removes a queued attempt or kills a running one.</summary>
+    /// <exception cref="NotFoundException">This peer has no such attempt.</exception>
+    [Alias("CancelAttempt")]
+    Task<JobInfo> CancelAttemptAsync(string jobId, int attempt);
 
-    /// <summary>Removes a queued job or kills a running one. A finished job is returned unchanged.</summary>
-    [Alias("CancelJob")]
-    Task<JobInfo> CancelJobAsync(string jobId);
-
-    /// <summary>The most recent jobs this peer executed, newest first.</summary>
+    /// <summary>The most recent attempts this peer executed, newest first.</summary>
     [Alias("ListJobs")]
     Task<JobListing> ListJobsAsync(int limit);
 }

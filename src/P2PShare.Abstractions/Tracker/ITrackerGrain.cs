@@ -31,6 +31,10 @@ public interface ITrackerGrain : IGrainWithIntegerKey
 
     [Alias("GetPeers")]
     Task<ImmutableArray<PeerStatus>> GetPeersAsync();
+
+    /// <summary>Name of the silo (peer) this tracker activation runs on: where it moves after a failure.</summary>
+    [Alias("GetHost")]
+    Task<string> GetHostAsync();
 }
 
 public static class TrackerGrainExtensions

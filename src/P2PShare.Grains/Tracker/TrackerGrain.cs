@@ -12,6 +12,7 @@ namespace P2PShare.Tracker;
 /// </summary>
 public sealed partial class TrackerGrain(
     IClusterMembershipService membership,
+    ILocalSiloDetails silo,
     IOptions<TrackerOptions> options,
     TimeProvider time,
     ILogger<TrackerGrain> logger) : Grain, ITrackerGrain
@@ -56,6 +57,8 @@ public sealed partial class TrackerGrain(
     public Task<string> PickPeerAsync(PickRequest request) => Task.FromResult(_registry.Pick(request));
 
     public Task<ImmutableArray<PeerStatus>> GetPeersAsync() => Task.FromResult(_registry.Snapshot());
+
+    public Task<string> GetHostAsync() => Task.FromResult(silo.Name);
 
     private void Accept(LoadReport report)
     {
