@@ -9,6 +9,10 @@ public static class RepoPaths
 
     public static string CliWrapper => Path.Combine(Root, "deploy", "local", "p2pshare");
 
+    public static string NetnsScript => Path.Combine(Root, "deploy", "netns", "cluster.sh");
+
+    public static string NetnsCliWrapper => Path.Combine(Root, "deploy", "netns", "p2pshare");
+
     private static string FindRoot()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
