@@ -272,7 +272,8 @@ start_postgres() {
     echo "cluster.sh: PostgreSQL did not start (pg.sh start --dir $(pg_dir))" >&2
     return "$EXIT_FAILED"
   fi
-  printf '%s\n' "$out" | grep '^P2PSHARE_PG_' >"$(pg_env_file)"
+  # It holds the database password: readable by root only, like pg.sh's own copy.
+  (umask 077 && printf '%s\n' "$out" | grep '^P2PSHARE_PG_' >"$(pg_env_file)")
   lab_connection_string >/dev/null || {
     echo "cluster.sh: pg.sh printed no P2PSHARE_PG_CONNECTION" >&2
     return "$EXIT_FAILED"
