@@ -152,7 +152,7 @@ public sealed class MultiHostTests(NetnsLab lab, ITestOutputHelper output) : ICl
 
         Assert.Equal(NetnsLab.PeerNames, await lab.CliPeerNamesAsync());
         await MemoryRoundTripAsync(victim);
-        await RunSquareAsync(7, "--on", victim);
+        await RunSquareAsync(7, "--origin", survivors[0], "--on", victim);
     }
 
     [RootFact]
