@@ -122,7 +122,10 @@ public sealed class ClusterServiceTests(LocalCluster cluster) : IClassFixture<Lo
         Assert.Equal("Succeeded", doc.RootElement.GetProperty("status").GetString());
         Assert.Equal(42, doc.RootElement.GetProperty("result").GetInt32());
         Assert.Contains(doc.RootElement.GetProperty("executedBy").GetString(), cluster.PeerNames);
-        Assert.StartsWith(doc.RootElement.GetProperty("executedBy").GetString() + ":", doc.RootElement.GetProperty("jobId").GetString());
+        // Job ids name the origin (the peer behind the CLI's gateway); attempts name where it ran.
+        Assert.StartsWith(doc.RootElement.GetProperty("origin").GetString() + ":", doc.RootElement.GetProperty("jobId").GetString());
+        var attempt = Assert.Single(doc.RootElement.GetProperty("attempts").EnumerateArray());
+        Assert.Equal(doc.RootElement.GetProperty("executedBy").GetString(), attempt.GetProperty("peer").GetString());
     }
 
     [Fact]

@@ -25,9 +25,7 @@ public static class JobCommands
         var command = new Command("get", "Show a job's status and result") { id };
         command.SetAction((parse, ct) => runner.RunAsync(parse, ct, async ctx =>
         {
-            var jobId = parse.GetValue(id)!;
-            var peer = JobIds.PeerOf(jobId);
-            var job = await PeerCall.RunAsync(peer, () => ctx.Cluster.Peer(peer).GetJobAsync(jobId)).ConfigureAwait(false);
+            var job = await JobCalls.RunAsync(ctx, parse.GetValue(id)!, j => j.GetAsync()).ConfigureAwait(false);
             Show(ctx.Output, job);
         }));
         return command;
@@ -56,9 +54,7 @@ public static class JobCommands
         var command = new Command("cancel", "Remove a queued job or kill a running one") { id };
         command.SetAction((parse, ct) => runner.RunAsync(parse, ct, async ctx =>
         {
-            var jobId = parse.GetValue(id)!;
-            var peer = JobIds.PeerOf(jobId);
-            var job = await PeerCall.RunAsync(peer, () => ctx.Cluster.Peer(peer).CancelJobAsync(jobId)).ConfigureAwait(false);
+            var job = await JobCalls.RunAsync(ctx, parse.GetValue(id)!, j => j.CancelAsync()).ConfigureAwait(false);
             Show(ctx.Output, job);
         }));
         return command;
@@ -122,6 +118,12 @@ public static class JobCommands
         if (job.Status == JobStatus.Succeeded) Output.AddRow(table, "Result", job.ResultJson ?? "null");
         if (job.Error is not null) Output.AddRow(table, "Error", job.Error);
         if (job.Output.Length > 0) Output.AddRow(table, "Output", job.Output);
+        if (job.Attempts.Length > 1 || job.Attempts.Any(a => a.Note is not null))
+        {
+            foreach (var a in job.Attempts)
+                Output.AddRow(table, $"Attempt {a.Number}", $"{a.Peer}: {a.Status}{(a.Note is null ? "" : $" ({a.Note})")}");
+        }
+
         output.WriteTable(table);
     }
 }

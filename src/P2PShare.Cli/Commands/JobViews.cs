@@ -22,14 +22,17 @@ public sealed record JobView(
     bool CompileCached,
     DateTime SubmittedUtc,
     DateTime? StartedUtc,
-    DateTime? FinishedUtc)
+    DateTime? FinishedUtc,
+    int Attempt,
+    IReadOnlyList<AttemptView> Attempts)
 {
     public static JobView From(JobInfo j) => new(
         j.JobId, j.Status.ToString(), ParseResult(j.ResultJson), j.Error,
         j.ErrorKind == TaskErrorKind.None ? null : j.ErrorKind.ToString(),
         j.ExecutedBy, j.Origin, j.Submitter, j.Confidential, j.Function,
         Math.Round(j.QueueMs, 3), Math.Round(j.RunMs, 3), j.Output, j.CompileCached,
-        j.SubmittedUtc, j.StartedUtc, j.FinishedUtc);
+        j.SubmittedUtc, j.StartedUtc, j.FinishedUtc, j.Attempt,
+        j.Attempts.Select(a => new AttemptView(a.Number, a.Peer, a.Status.ToString(), a.AssignedUtc, a.FinishedUtc, a.Note)).ToList());
 
     private static JsonElement? ParseResult(string? json)
     {
@@ -38,6 +41,9 @@ public sealed record JobView(
         return doc.RootElement.Clone();
     }
 }
+
+/// <summary>One try at running a job, as <c>--json</c> prints it.</summary>
+public sealed record AttemptView(int Number, string Peer, string Status, DateTime AssignedUtc, DateTime? FinishedUtc, string? Note);
 
 public static class JobRendering
 {
@@ -51,6 +57,7 @@ public static class JobRendering
         var what = job.Status switch
         {
             JobStatus.TimedOut => "timed out",
+            JobStatus.PeerLost => "lost its peer",
             _ => job.Status.ToString().ToLowerInvariant(),
         };
         if (string.IsNullOrEmpty(job.Error)) return $"job {job.JobId} {what}";

@@ -13,6 +13,9 @@ public static class RunCommand
 
     private const int MaxInFlight = 64;
 
+    /// <summary>The peers' own limit (Compute options), checked here too so a typo is a usage error.</summary>
+    private const int MaxRetriesLimit = 10;
+
     public static Command Create(CommandRunner runner)
     {
         var file = new Argument<string?>("FILE") { Description = "C# script file with top-level methods", Arity = ArgumentArity.ZeroOrOne };
@@ -24,12 +27,14 @@ public static class RunCommand
         var on = new Option<string?>("--on") { Description = "Run on this peer instead of the least-loaded one", HelpName = "PEER" };
         var timeout = new Option<double?>("--timeout") { Description = "Seconds before the task is killed (default: the peer's, 60)", HelpName = "S" };
         var detach = new Option<bool>("--detach") { Description = "Print the job id and return at once" };
+        var retries = new Option<int?>("--max-retries") { Description = $"Re-runs on another peer if its peer dies (default: the origin's, 3; 0..{MaxRetriesLimit})", HelpName = "N" };
         var submitter = new Option<string?>("--submitter") { Description = "Who is asking, for fair scheduling (default $P2PSHARE_SUBMITTER or user@host)", HelpName = "NAME" };
         CommonOptions.AddCheck(timeout, t => t is null or > 0, "--timeout must be positive");
+        CommonOptions.AddCheck(retries, r => r is null or >= 0 and <= MaxRetriesLimit, $"--max-retries must be 0..{MaxRetriesLimit}");
 
         var command = new Command("run", "Run a C# program on the least-loaded peer (or the origin, if confidential)")
         {
-            file, code, function, args, each, confidential, on, timeout, detach, submitter,
+            file, code, function, args, each, confidential, on, timeout, retries, detach, submitter,
         };
         command.SetAction((parse, ct) => runner.RunAsync(parse, ct, async ctx =>
         {
@@ -41,7 +46,7 @@ public static class RunCommand
             var who = Submitter(parse.GetValue(submitter));
             var seconds = parse.GetValue(timeout);
             var specs = argSets.Select(a => new TaskSpec(program, parse.GetValue(function), a, parse.GetValue(confidential),
-                seconds is { } s ? TimeSpan.FromSeconds(s) : null, who, parse.GetValue(on))).ToList();
+                seconds is { } s ? TimeSpan.FromSeconds(s) : null, who, parse.GetValue(on), parse.GetValue(retries))).ToList();
 
             var jobs = await SubmitAllAsync(ctx, origin, specs).ConfigureAwait(false);
             if (parse.GetValue(detach))
@@ -71,15 +76,13 @@ public static class RunCommand
     /// <summary>Polls in slices until the job is terminal or <paramref name="limit"/> passes.</summary>
     public static async Task<JobInfo> WaitAsync(CommandContext ctx, string jobId, TimeSpan? limit)
     {
-        var peer = JobIds.PeerOf(jobId);
         var deadline = limit is { } l ? DateTime.UtcNow + l : DateTime.MaxValue;
         while (true)
         {
             ctx.Cancel.ThrowIfCancellationRequested();
             var left = deadline - DateTime.UtcNow;
             var slice = left < WaitSlice ? (left < TimeSpan.Zero ? TimeSpan.Zero : left) : WaitSlice;
-            var job = await PeerCall.RunAsync(peer, () => ctx.Cluster.Peer(peer).WaitJobAsync(jobId, slice))
-                .WaitAsync(ctx.Cancel).ConfigureAwait(false);
+            var job = await JobCalls.RunAsync(ctx, jobId, j => j.WaitAsync(slice)).ConfigureAwait(false);
             if (job.IsTerminal || DateTime.UtcNow >= deadline) return job;
         }
     }
@@ -108,8 +111,7 @@ public static class RunCommand
     {
         try
         {
-            var peer = JobIds.PeerOf(jobId);
-            await ctx.Cluster.Peer(peer).CancelJobAsync(jobId).WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+            await ctx.Cluster.Client.GetJob(jobId).CancelAsync().WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
         }
         catch (Exception)
         {

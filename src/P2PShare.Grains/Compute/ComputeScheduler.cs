@@ -513,6 +513,7 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
             TaskErrorKind.None => JobStatus.Succeeded,
             TaskErrorKind.TimedOut => JobStatus.TimedOut,
             TaskErrorKind.Cancelled => JobStatus.Cancelled,
+            TaskErrorKind.PeerLost => JobStatus.PeerLost,
             _ => JobStatus.Failed,
         };
         task.Complete(new ScheduledOutcome(
@@ -561,7 +562,8 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
             if (_disposed) return;
             _disposed = true;
             foreach (var task in _tasks.Values.ToArray())
-                EndLocked(task, TaskErrorKind.Cancelled, ShuttingDown);
+                // Not the task's fault: its supervisor re-runs it elsewhere, as if the peer had died.
+                EndLocked(task, TaskErrorKind.PeerLost, $"PeerLost: {ShuttingDown}");
             _wake.TrySetResult();
         }
 

@@ -20,23 +20,31 @@ public sealed partial class JobService(
 {
     private readonly ComputeOptions _options = options.Value;
 
-    /// <summary>Registers the job and starts it; returns its record at once (Queued).</summary>
-    public JobInfo Accept(string origin, TaskSpec spec)
+    /// <summary>
+    /// Registers one attempt of a job and starts it; returns its record at once (Queued). The same
+    /// attempt sent twice (a supervisor retrying a call whose answer it lost) is accepted once.
+    /// </summary>
+    public JobInfo Accept(JobAssignment assignment)
     {
+        if (jobs.TryGet(assignment.JobId, assignment.Attempt) is { } existing) return existing.Snapshot();
         if (!scheduler.CanAccept)
             throw new PeerUnavailableException(identity.Name, "its worker pool cannot take tasks now");
+        var spec = assignment.Spec;
         var timeout = Validate(spec);
-        var record = jobs.Create(JobIds.New(identity.Name), origin, identity.Name, spec);
-        LogAccepted(record.JobId, origin, spec.Submitter, spec.Confidential);
+        var record = jobs.Create(assignment, identity.Name);
+        LogAccepted(record.JobId, assignment.Attempt, assignment.Origin, spec.Submitter, spec.Confidential);
         _ = Task.Run(() => RunAsync(record, timeout));
         return record.Snapshot();
     }
 
-    public JobInfo Get(string jobId) => jobs.Get(jobId).Snapshot();
+    /// <summary>Checks a task before it is sent anywhere, so a malformed one fails at submission.</summary>
+    public void Check(TaskSpec spec) => Validate(spec);
 
-    public async Task<JobInfo> WaitAsync(string jobId, TimeSpan maxWait)
+    public JobInfo Get(string jobId, int attempt) => jobs.Get(jobId, attempt).Snapshot();
+
+    public async Task<JobInfo> WaitAsync(string jobId, int attempt, TimeSpan maxWait)
     {
-        var record = jobs.Get(jobId);
+        var record = jobs.Get(jobId, attempt);
         if (maxWait <= TimeSpan.Zero) return record.Snapshot();
         try
         {
@@ -48,9 +56,9 @@ public sealed partial class JobService(
         }
     }
 
-    public async Task<JobInfo> CancelAsync(string jobId)
+    public async Task<JobInfo> CancelAsync(string jobId, int attempt)
     {
-        var record = jobs.Get(jobId);
+        var record = jobs.Get(jobId, attempt);
         if (record.Scheduled is { } task && scheduler.Cancel(task.Id))
         {
             // The scheduler ends it Cancelled; wait briefly so the answer shows the final state.
@@ -109,7 +117,7 @@ public sealed partial class JobService(
         finally
         {
             var info = record.Snapshot();
-            LogFinished(record.JobId, info.Status, info.RunMs);
+            LogFinished(record.JobId, info.Attempt, info.Status, info.RunMs);
         }
     }
 
@@ -137,11 +145,11 @@ public sealed partial class JobService(
 
     private DateTime Now() => time.GetUtcNow().UtcDateTime;
 
-    [LoggerMessage(Level = LogLevel.Debug, Message = "Job {JobId} accepted from origin {Origin} for {Submitter} (confidential: {Confidential})")]
-    private partial void LogAccepted(string jobId, string origin, string submitter, bool confidential);
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Job {JobId} attempt {Attempt} accepted from origin {Origin} for {Submitter} (confidential: {Confidential})")]
+    private partial void LogAccepted(string jobId, int attempt, string origin, string submitter, bool confidential);
 
-    [LoggerMessage(Level = LogLevel.Debug, Message = "Job {JobId} finished {Status} after {RunMs} ms")]
-    private partial void LogFinished(string jobId, JobStatus status, double runMs);
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Job {JobId} attempt {Attempt} finished {Status} after {RunMs} ms")]
+    private partial void LogFinished(string jobId, int attempt, JobStatus status, double runMs);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Job {JobId} failed inside the peer")]
     private partial void LogRunFailed(string jobId, Exception ex);

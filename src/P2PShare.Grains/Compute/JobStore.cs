@@ -4,9 +4,10 @@ using P2PShare.Hosting;
 namespace P2PShare.Compute;
 
 /// <summary>
-/// The job records of the tasks this peer executes. Records live in the silo, not in a grain, so
-/// they outlive the CLI that submitted them and any grain deactivation; finished ones are dropped
-/// after <see cref="ComputeOptions.JobRetention"/>.
+/// The records of the job attempts this peer executes, keyed by job id and attempt number. They
+/// live in the silo, so an attempt's result waits here until the job's supervisor collects it,
+/// even across a deactivation of either grain; finished ones are dropped after
+/// <see cref="ComputeOptions.JobRetention"/>.
 /// </summary>
 public sealed class JobStore : IDisposable
 {
@@ -23,15 +24,20 @@ public sealed class JobStore : IDisposable
         _sweeper = time.CreateTimer(_ => Sweep(), null, period, period);
     }
 
-    public JobRecord Create(string jobId, string origin, string executedBy, TaskSpec spec)
+    public JobRecord Create(JobAssignment assignment, string executedBy)
     {
-        var record = new JobRecord(jobId, origin, executedBy, spec, Now());
-        if (!_jobs.TryAdd(jobId, record)) throw new InvalidOperationException($"duplicate job id {jobId}");
+        var record = new JobRecord(assignment, executedBy, Now());
+        var key = Key(assignment.JobId, assignment.Attempt);
+        if (!_jobs.TryAdd(key, record)) throw new InvalidOperationException($"duplicate job attempt {key}");
         return record;
     }
 
-    public JobRecord Get(string jobId) =>
-        _jobs.TryGetValue(jobId, out var record) ? record : throw new NotFoundException("job", jobId);
+    public JobRecord? TryGet(string jobId, int attempt) => _jobs.GetValueOrDefault(Key(jobId, attempt));
+
+    public JobRecord Get(string jobId, int attempt) =>
+        TryGet(jobId, attempt) ?? throw new NotFoundException("job attempt", Key(jobId, attempt));
+
+    private static string Key(string jobId, int attempt) => $"{jobId}#{attempt}";
 
     public IReadOnlyList<JobInfo> Recent(int limit) =>
         _jobs.Values.Select(r => r.Snapshot()).OrderByDescending(j => j.SubmittedUtc).Take(limit).ToList();
@@ -62,11 +68,14 @@ public sealed class JobRecord
     private readonly TaskCompletionSource<JobInfo> _finished = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private JobInfo _info;
 
-    public JobRecord(string jobId, string origin, string executedBy, TaskSpec spec, DateTime now)
+    public JobRecord(JobAssignment assignment, string executedBy, DateTime now)
     {
-        Spec = spec;
-        _info = new JobInfo(jobId, JobStatus.Queued, origin, executedBy, spec.Submitter, spec.Confidential, spec.Function,
-            now, null, null, 0, 0, null, TaskErrorKind.None, null, "", false);
+        var spec = Spec = assignment.Spec;
+        _info = new JobInfo(assignment.JobId, JobStatus.Queued, assignment.Origin, executedBy, spec.Submitter, spec.Confidential,
+            spec.Function, now, null, null, 0, 0, null, TaskErrorKind.None, null, "", false)
+        {
+            Attempt = assignment.Attempt,
+        };
     }
 
     public TaskSpec Spec { get; }

@@ -104,6 +104,7 @@ public sealed class OptionsValidator :
         if (o.MaxResultBytes < 1024) errors.Add("Compute:MaxResultBytes must be at least 1024");
         if (o.MaxOutputBytes < 0) errors.Add("Compute:MaxOutputBytes cannot be negative");
         if (o.JobRetention <= TimeSpan.Zero) errors.Add("Compute:JobRetention must be positive");
+        if (o.MaxRetries is < 0 or > ComputeOptions.MaxRetriesLimit) errors.Add($"Compute:MaxRetries must be 0..{ComputeOptions.MaxRetriesLimit}");
         if (o.WorkerPath is { Length: > 0 } path && !File.Exists(path)) errors.Add($"Compute:WorkerPath '{path}' does not exist");
         return Result(errors);
     }
@@ -201,6 +202,16 @@ public sealed class ComputeOptions
 
     /// <summary>How long finished job records are kept.</summary>
     public TimeSpan JobRetention { get; set; } = TimeSpan.FromHours(24);
+
+    /// <summary>Largest number of re-runs a task may ask for.</summary>
+    public const int MaxRetriesLimit = 10;
+
+    /// <summary>
+    /// Default number of times a non-confidential task is re-run on another peer when the peer
+    /// running it dies or is cut off (3, as Ray does). Tasks submitted on this peer use it unless they
+    /// set their own.
+    /// </summary>
+    public int MaxRetries { get; set; } = 3;
 
     /// <summary>Path of p2pshare-worker.dll; default: next to the peer's own assemblies.</summary>
     public string? WorkerPath { get; set; }

@@ -39,6 +39,7 @@ public static class PeerSiloBuilderExtensions
         services.AddSingleton<ComputeScheduler>();
         services.AddSingleton<JobStore>();
         services.AddSingleton<JobService>();
+        services.AddSingleton<PeerLiveness>();
         services.AddSingleton<LoadReporter>();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, UniquePeerNameCheck>();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(sp => sp.GetRequiredService<LoadReporter>());

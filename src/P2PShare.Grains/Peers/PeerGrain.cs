@@ -1,7 +1,6 @@
 using Orleans.Placement;
 using P2PShare.Compute;
 using P2PShare.Files;
-using P2PShare.Tracker;
 using P2PShare.Memory;
 using P2PShare.Placement;
 
@@ -12,7 +11,7 @@ namespace P2PShare.Peers;
 /// stores are thread-safe, and a slow chunk write must not hold up another caller's key lookup.
 /// </summary>
 [PeerPlacement, Immovable, Reentrant]
-public sealed partial class PeerGrain(PeerIdentity identity, MemoryStore memory, FileStore files, JobService compute, ILogger<PeerGrain> logger)
+public sealed class PeerGrain(PeerIdentity identity, MemoryStore memory, FileStore files, JobService compute)
     : Grain, IPeerGrain
 {
     public override Task OnActivateAsync(CancellationToken cancellationToken)
@@ -74,55 +73,31 @@ public sealed partial class PeerGrain(PeerIdentity identity, MemoryStore memory,
 
     // ---- compute ----
 
-    public async Task<JobInfo> SubmitAsync(TaskSpec task)
+    public Task<JobInfo> SubmitAsync(TaskSpec task)
     {
-        var self = identity.Name;
-        if (task.Confidential)
-        {
-            // Never routed: the tracker is not even asked.
-            if (task.PinnedPeer is { } pinned && pinned != self)
-                throw new InvalidArgumentException($"a confidential task runs on its origin '{self}', not on '{pinned}'");
-            return compute.Accept(self, task);
-        }
+        if (task is null) throw new InvalidArgumentException("no task given");
+        if (task.Confidential && task.PinnedPeer is { } pinned && pinned != identity.Name)
+            throw new InvalidArgumentException($"a confidential task runs on its origin '{identity.Name}', not on '{pinned}'");
 
-        if (task.PinnedPeer is { } target)
-            return target == self ? compute.Accept(self, task) : await EnqueueOnAsync(target, task);
-
-        // Least-loaded peer; one that cannot take the task is skipped, not failed.
-        var tracker = GrainFactory.GetTracker();
-        var skipped = new List<string>();
-        while (true)
-        {
-            var pick = await tracker.PickPeerAsync(new PickRequest([.. skipped]));
-            try
-            {
-                return pick == self ? compute.Accept(self, task) : await EnqueueOnAsync(pick, task);
-            }
-            catch (PeerUnavailableException ex)
-            {
-                LogSkipped(pick, ex.Message);
-                skipped.Add(pick);
-            }
-        }
+        // The job's grain routes it (confidential: here; pinned: there; else the tracker's pick),
+        // follows it and re-runs it elsewhere if its peer is lost. It is placed on this silo.
+        return GrainFactory.GetJob(JobIds.New(identity.Name)).StartAsync(identity.Name, task);
     }
 
-    public Task<JobInfo> EnqueueAsync(string origin, TaskSpec task) => Task.FromResult(compute.Accept(origin, task));
+    public Task<JobInfo> ExecuteAsync(JobAssignment assignment)
+    {
+        if (assignment.Spec.Confidential && assignment.Origin != identity.Name)
+            throw new InvalidArgumentException($"confidential task of '{assignment.Origin}' refused: it may only run on its origin");
+        return Task.FromResult(compute.Accept(assignment));
+    }
 
-    public Task<JobInfo> GetJobAsync(string jobId) => Task.FromResult(compute.Get(jobId));
+    public Task<JobInfo> WaitAttemptAsync(string jobId, int attempt, TimeSpan maxWait) =>
+        compute.WaitAsync(jobId, attempt, maxWait > MaxWait ? MaxWait : maxWait);
 
-    public Task<JobInfo> WaitJobAsync(string jobId, TimeSpan maxWait) =>
-        compute.WaitAsync(jobId, maxWait > MaxWait ? MaxWait : maxWait);
-
-    public Task<JobInfo> CancelJobAsync(string jobId) => compute.CancelAsync(jobId);
+    public Task<JobInfo> CancelAttemptAsync(string jobId, int attempt) => compute.CancelAsync(jobId, attempt);
 
     public Task<JobListing> ListJobsAsync(int limit) => Task.FromResult(compute.List(limit));
 
     /// <summary>A wait is answered well within Orleans' 30 s call timeout; callers loop for longer jobs.</summary>
     private static readonly TimeSpan MaxWait = TimeSpan.FromSeconds(25);
-
-    private Task<JobInfo> EnqueueOnAsync(string peer, TaskSpec task) =>
-        PeerCall.RunAsync(peer, () => GrainFactory.GetGrain<IPeerGrain>(peer).EnqueueAsync(identity.Name, task));
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Peer {Peer} could not take a task, trying another: {Reason}")]
-    private partial void LogSkipped(string peer, string reason);
 }

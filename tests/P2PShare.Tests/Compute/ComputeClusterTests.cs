@@ -49,11 +49,10 @@ public sealed class ComputeClusterTests
 
     private static async Task<JobInfo> WaitAsync(PeerCluster peers, JobInfo job, TimeSpan? limit = null)
     {
-        var peer = peers.Peer(JobIds.PeerOf(job.JobId));
         var deadline = DateTime.UtcNow + (limit ?? TimeSpan.FromSeconds(60));
         while (true)
         {
-            var current = await peer.WaitJobAsync(job.JobId, TimeSpan.FromSeconds(5));
+            var current = await peers.Job(job.JobId).WaitAsync(TimeSpan.FromSeconds(5));
             if (current.IsTerminal) return current;
             if (DateTime.UtcNow > deadline) throw new TimeoutException($"job {job.JobId} still {current.Status}");
         }
@@ -69,7 +68,10 @@ public sealed class ComputeClusterTests
         Assert.Equal(JobStatus.Succeeded, done.Status);
         Assert.Equal("144", done.ResultJson);
         Assert.Equal("peer-1", done.Origin);
-        Assert.StartsWith(done.ExecutedBy + ":", done.JobId);
+        Assert.StartsWith("peer-1:", done.JobId);
+        var attempt = Assert.Single(done.Attempts);
+        Assert.Equal(done.ExecutedBy, attempt.Peer);
+        Assert.Equal(JobStatus.Succeeded, attempt.Status);
         Assert.NotNull(done.StartedUtc);
     }
 
@@ -137,7 +139,7 @@ public sealed class ComputeClusterTests
             await peer.SubmitAsync(Task(Spin, "[10]", on: "peer-1", submitter: "batch")),
             await peer.SubmitAsync(Task(Spin, "[10]", on: "peer-1", submitter: "batch")),
         };
-        await Eventually.TrueAsync(async () => (await peer.GetJobAsync(longOnes[1].JobId)).Status == JobStatus.Running,
+        await Eventually.TrueAsync(async () => (await peers.Job(longOnes[1].JobId).GetAsync()).Status == JobStatus.Running,
             TimeSpan.FromSeconds(10), "both long tasks have started");
 
         var clock = Stopwatch.StartNew();
@@ -148,8 +150,8 @@ public sealed class ComputeClusterTests
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(1), $"short task took {clock.Elapsed.TotalMilliseconds:0} ms");
         foreach (var job in longOnes)
         {
-            Assert.False((await peer.GetJobAsync(job.JobId)).IsTerminal);
-            await peer.CancelJobAsync(job.JobId);
+            Assert.False((await peers.Job(job.JobId).GetAsync()).IsTerminal);
+            await peers.Job(job.JobId).CancelAsync();
         }
     }
 
@@ -164,10 +166,10 @@ public sealed class ComputeClusterTests
         var b = await WaitAsync(peers, await peer.SubmitAsync(Task(Square, "[2]", on: "peer-2", submitter: "B")));
         Assert.Equal(JobStatus.Succeeded, b.Status);
 
-        var floodNow = await System.Threading.Tasks.Task.WhenAll(flood.Select(j => peer.GetJobAsync(j.JobId)));
+        var floodNow = await System.Threading.Tasks.Task.WhenAll(flood.Select(j => peers.Job(j.JobId).GetAsync()));
         var finishedBeforeB = floodNow.Count(j => j.IsTerminal && j.FinishedUtc <= b.FinishedUtc);
         Assert.True(finishedBeforeB <= 2, $"{finishedBeforeB} of A's tasks finished before B's one task");
-        foreach (var job in flood) await peer.CancelJobAsync(job.JobId);
+        foreach (var job in flood) await peers.Job(job.JobId).CancelAsync();
     }
 
     [Fact]
@@ -176,15 +178,15 @@ public sealed class ComputeClusterTests
         await using var peers = await StartAsync(slots: 1, quantum: TimeSpan.FromMinutes(10));
         var peer = peers.Peer("peer-1");
         var running = await peer.SubmitAsync(Task(Spin, "[30]", on: "peer-1"));
-        await Eventually.TrueAsync(async () => (await peer.GetJobAsync(running.JobId)).Status == JobStatus.Running,
+        await Eventually.TrueAsync(async () => (await peers.Job(running.JobId).GetAsync()).Status == JobStatus.Running,
             TimeSpan.FromSeconds(10), "the long task runs");
         var queued = await peer.SubmitAsync(Task(Spin, "[30]", on: "peer-1"));
 
-        var cancelledQueued = await WaitAsync(peers, await peer.CancelJobAsync(queued.JobId));
+        var cancelledQueued = await WaitAsync(peers, await peers.Job(queued.JobId).CancelAsync());
         Assert.Equal(JobStatus.Cancelled, cancelledQueued.Status);
         Assert.Null(cancelledQueued.StartedUtc);
 
-        var cancelledRunning = await WaitAsync(peers, await peer.CancelJobAsync(running.JobId));
+        var cancelledRunning = await WaitAsync(peers, await peers.Job(running.JobId).CancelAsync());
         Assert.Equal(JobStatus.Cancelled, cancelledRunning.Status);
         Assert.NotNull(cancelledRunning.StartedUtc);
 
@@ -239,8 +241,8 @@ public sealed class ComputeClusterTests
             var row = (await peers.Tracker.GetPeersAsync()).Single(p => p.Name == "peer-1").Report;
             return row.Slots == 1 && row.RunningTasks == 1 && row.QueuedTasks == 2 && row.CpuLoad == 3.0;
         }, TimeSpan.FromSeconds(10), "peer-1 reports 1 running and 2 queued on 1 slot");
-        foreach (var job in jobs) await peer.CancelJobAsync(job.JobId);
+        foreach (var job in jobs) await peers.Job(job.JobId).CancelAsync();
 
-        await Assert.ThrowsAsync<NotFoundException>(() => peer.GetJobAsync("peer-1:000000000000"));
+        await Assert.ThrowsAsync<NotFoundException>(() => peers.Job("peer-1:000000000000").GetAsync());
     }
 }

@@ -28,7 +28,7 @@ public sealed class PeerMemoryBoundTests(ITestOutputHelper log)
                     peer.SubmitAsync(new TaskSpec($"int main(int x) => x + {i};", null, "[1]", false, null, "mem", "peer-1"))));
                 foreach (var job in jobs)
                 {
-                    var done = await peer.WaitJobAsync(job.JobId, TimeSpan.FromSeconds(20));
+                    var done = await peers.Job(job.JobId).WaitAsync(TimeSpan.FromSeconds(20));
                     Assert.Equal(JobStatus.Succeeded, done.Status);
                 }
             }

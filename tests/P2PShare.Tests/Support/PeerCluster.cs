@@ -1,3 +1,4 @@
+using P2PShare.Compute;
 using Microsoft.Extensions.DependencyInjection;
 using Orleans.Configuration;
 using Orleans.Hosting;
@@ -45,6 +46,8 @@ public sealed class PeerCluster : IAsyncDisposable
             });
             silo.Services.Configure<DiskOptions>(o => o.ChunkBytes = 64 * 1024);
             configure?.Invoke(silo.Services);
+            silo.AddMemoryGrainStorage(StorageNames.Jobs);
+            silo.UseInMemoryReminderService();
             silo.AddP2PSharePeer(Path.Combine(dataRoot.Path, name));
         });
         var cluster = builder.Build();
@@ -60,6 +63,8 @@ public sealed class PeerCluster : IAsyncDisposable
     public IPeerGrain Peer(string name) => Client.GetGrain<IPeerGrain>(name);
 
     public ITrackerGrain Tracker => Client.GetTracker();
+
+    public IJobGrain Job(string jobId) => Client.GetJob(jobId);
 
     public InProcessSiloHandle Silo(string peer) =>
         Cluster.Silos.Single(s => PeerName(s.Name) == peer);
