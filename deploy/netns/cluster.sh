@@ -175,7 +175,7 @@ peer_alive_pid() {
   pid=$(<"$file")
   is_uint "$pid" || return 1
   kill -0 "$pid" 2>/dev/null || return 1
-  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
   [[ $cmdline == *p2pshare-peer*"--name $name --data-dir $(data_dir "$name") "* ]] || return 1
   echo "$pid"
 }
@@ -305,6 +305,40 @@ check_postgres_reachable() {
   done
 }
 
+# The lab's view of Orleans membership, read from the database: the status of the newest silo
+# generation of a peer (Joining, Active, ShuttingDown, Stopping, Dead), or nothing when the
+# database cannot tell. Best effort: callers fall back to what the processes say.
+psql_bin() {
+  local newest
+  command -v psql 2>/dev/null && return 0
+  newest=$(printf '%s\n' /usr/lib/postgresql/*/bin/psql | sort -V | tail -n 1)
+  [[ -x $newest ]] && echo "$newest"
+  return 0
+}
+
+membership_status() {
+  local name=$1 conn field password='' port='' psql status
+  local -a fields
+  conn=$(lab_connection_string) || return 0
+  psql=$(psql_bin)
+  [[ -n $psql ]] || return 0
+  IFS=';' read -r -a fields <<<"$conn"
+  for field in "${fields[@]}"; do
+    case ${field,,} in
+      password=*) password=${field#*=} ;;
+      port=*) port=${field#*=} ;;
+    esac
+  done
+  [[ -n $port ]] || return 0
+  status=$(PGPASSWORD=$password PGCONNECT_TIMEOUT=3 timeout 5 "$psql" -h "$(bridge_ip)" -p "$port" -U p2pshare \
+    -d p2pshare -tAqc "SELECT status FROM p2pshare_membership WHERE silo_name = '$name' AND address = '$(peer_ip "$name")'
+      ORDER BY generation DESC LIMIT 1" 2>/dev/null) || return 0
+  case $status in
+    1) echo Created ;; 2) echo Joining ;; 3) echo Active ;; 4) echo ShuttingDown ;;
+    5) echo Stopping ;; 6) echo Dead ;; *) ;;
+  esac
+}
+
 stop_postgres() {
   [[ -d $(pg_dir) ]] || return 0
   if [[ -x $pg_script ]]; then
@@ -392,8 +426,8 @@ wait_listed() {
 }
 
 # TERMs the given peers together, waits for them with one deadline, KILLs the rest. A peer whose
-# link is cut cannot leave the cluster gracefully (it would wait on the network until its own
-# shutdown timeout), so it is KILLed at once.
+# link is cut, or that the cluster has declared dead (it was cut off and reconnected), cannot leave
+# the cluster gracefully: it would wait out its own shutdown timeout, so it is KILLed at once.
 stop_peers() {
   local -a pids=() names=()
   local name pid
@@ -401,6 +435,9 @@ stop_peers() {
     if pid=$(peer_alive_pid "$name"); then
       if link_exists "$(veth_name "$name")" && ! link_is_up "$(veth_name "$name")"; then
         echo "stopping $name (pid $pid, link cut: SIGKILL)"
+        kill_group "$pid" KILL
+      elif [[ $(membership_status "$name") == Dead ]]; then
+        echo "stopping $name (pid $pid, declared dead by the cluster: SIGKILL)"
         kill_group "$pid" KILL
       else
         echo "stopping $name (pid $pid)"
@@ -588,13 +625,15 @@ cmd_status() {
     echo "no lab in $lab_dir"
     return 0
   fi
-  local name pid state link veth port
-  printf '%-10s %8s %-15s %-16s %-5s  %s\n' NAME PID ADDRESS HOST LINK STATE
+  local name pid state link veth port member
+  printf '%-10s %8s %-15s %-16s %-5s %-8s %s\n' NAME PID ADDRESS HOST LINK STATE MEMBERSHIP
   for name in $(all_peer_names); do
     veth=$(veth_name "$name")
     if ! link_exists "$veth"; then link='-'; elif link_is_up "$veth"; then link='up'; else link='cut'; fi
     if pid=$(peer_alive_pid "$name"); then state=running; else pid=-; state=stopped; fi
-    printf '%-10s %8s %-15s %-16s %-5s  %s\n' "$name" "$pid" "$(peer_ip "$name")" "$(netns_name "$name")" "$link" "$state"
+    member=$(membership_status "$name")
+    printf '%-10s %8s %-15s %-16s %-5s %-8s %s\n' "$name" "$pid" "$(peer_ip "$name")" "$(netns_name "$name")" \
+      "$link" "$state" "${member:--}"
   done
   if port=$(pg_port); then
     echo "postgres   $(bridge_ip):$port (folder $(pg_dir))"

@@ -303,7 +303,7 @@ public sealed class NetnsLab : IAsyncLifetime
         Assert.True(status.ExitCode == 0, status.ToString());
         return status.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries)
             .Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries))
-            .Where(f => f.Length == 6 && f[0].StartsWith("peer-", StringComparison.Ordinal))
+            .Where(f => f.Length >= 6 && f[0].StartsWith("peer-", StringComparison.Ordinal))
             .Select(f => (f[0], f[4], f[5]))
             .ToArray();
     }
