@@ -290,12 +290,12 @@ pg_port() {
   echo "$line"
 }
 
-# The hosts reach PostgreSQL over the bridge: prove it from the first one before starting peers,
-# so a firewall or a listen address problem is reported as such, not as peers failing to join.
+# The hosts reach PostgreSQL over the bridge: prove it from a host before starting a peer there,
+# so a firewall or a listen address problem is reported as such, not as a peer failing to join.
 check_postgres_reachable() {
-  local port ns deadline=$((SECONDS + 10))
+  local name=${1:-peer-1} port ns deadline=$((SECONDS + 10))
   port=$(pg_port) || { echo "cluster.sh: no PostgreSQL port recorded" >&2; return "$EXIT_FAILED"; }
-  ns=$(netns_name peer-1)
+  ns=$(netns_name "$name")
   until ip netns exec "$ns" timeout 2 bash -c "exec 3<>/dev/tcp/$(bridge_ip)/$port" 2>/dev/null; do
     ((SECONDS < deadline)) || {
       echo "cluster.sh: PostgreSQL at $(bridge_ip):$port is not reachable from host $ns" >&2
@@ -681,6 +681,12 @@ cmd_heal() {
     ((SECONDS < deadline)) || die "$EXIT_FAILED" "link $veth did not come up"
     sleep 0.1
   done
+  # While cut, the host's address lookups for its neighbours failed, and the kernel answers
+  # "no route to host" from those failed entries for a while: forget them on both sides, then
+  # wait until the host reaches the bridge again.
+  ip -n "$(netns_name "$name")" neigh flush dev eth0 2>/dev/null || true
+  ip neigh flush dev "$(bridge_name)" to "$(peer_ip "$name")" 2>/dev/null || true
+  check_postgres_reachable "$name" || exit "$EXIT_FAILED"
   echo "healed $name ($(peer_ip "$name")): link $veth up"
 }
 
@@ -696,6 +702,7 @@ cmd_start() {
   local -a strays
   mapfile -t strays < <(netns_pids "$(netns_name "$name")")
   ((${#strays[@]} == 0)) || kill -KILL "${strays[@]}" 2>/dev/null || true
+  check_postgres_reachable "$name" || exit "$EXIT_FAILED"
   local deadline=$((SECONDS + start_timeout))
   if ! { start_peer "$name" && wait_ready "$name" "$deadline" && wait_listed "$deadline" "$name"; }; then
     stop_peers "$name"
