@@ -127,7 +127,7 @@ public sealed partial class JobGrain(
 
     public async Task<JobInfo> GetAsync()
     {
-        ThrowIfUnknown();
+        await ThrowIfUnknownAsync();
         EnsureFollowing();
         await RefreshAsync();
         return Info();
@@ -135,7 +135,7 @@ public sealed partial class JobGrain(
 
     public async Task<JobInfo> WaitAsync(TimeSpan maxWait)
     {
-        ThrowIfUnknown();
+        await ThrowIfUnknownAsync();
         EnsureFollowing();
         if (Terminal || maxWait <= TimeSpan.Zero) return Info();
         try
@@ -151,7 +151,7 @@ public sealed partial class JobGrain(
 
     public async Task<JobInfo> CancelAsync()
     {
-        ThrowIfUnknown();
+        await ThrowIfUnknownAsync();
         if (Terminal) return Info();
         S.CancelRequested = true;
         var attempt = S.Attempts[^1];
@@ -433,9 +433,24 @@ public sealed partial class JobGrain(
         Attempts = [.. S.Attempts],
     };
 
-    private void ThrowIfUnknown()
+    /// <summary>Unknown ids, and finished jobs older than <see cref="ComputeOptions.JobRetention"/>, are not found.</summary>
+    private async Task ThrowIfUnknownAsync()
     {
-        if (Known) return;
+        if (Known && !(Terminal && S.Current!.FinishedUtc + options.Value.JobRetention < Now())) return;
+        if (Known)
+        {
+            await _writing.WaitAsync();
+            try
+            {
+                await state.ClearStateAsync();
+                state.State = new JobState();
+            }
+            finally
+            {
+                _writing.Release();
+            }
+        }
+
         DeactivateOnIdle();
         throw new NotFoundException("job", JobId);
     }

@@ -131,6 +131,32 @@ public sealed class JobFaultToleranceTests
         await Assert.ThrowsAsync<NotFoundException>(() => peers.Job("peer-1:0123456789ab").WaitAsync(TimeSpan.FromSeconds(1)));
     }
 
+    [Fact]
+    public async Task Finished_job_is_forgotten_after_its_retention()
+    {
+        await using var peers = await PeerCluster.StartAsync(1, services => services.Configure<ComputeOptions>(o =>
+        {
+            o.WarmWorkers = 1;
+            o.JobRetention = TimeSpan.FromSeconds(2);
+        }));
+        var job = await peers.Peer("peer-1").SubmitAsync(Slow(4, 0));
+        var done = await WaitAsync(peers, job.JobId, TimeSpan.FromSeconds(30));
+        Assert.Equal("16", done.ResultJson);
+        Assert.Equal("16", (await peers.Job(job.JobId).GetAsync()).ResultJson);
+        await Eventually.TrueAsync(async () =>
+        {
+            try
+            {
+                await peers.Job(job.JobId).GetAsync();
+                return false;
+            }
+            catch (NotFoundException)
+            {
+                return true;
+            }
+        }, TimeSpan.FromSeconds(10), "the finished job is dropped after 2 s");
+    }
+
     private static async Task<JobInfo> RunningAsync(PeerCluster peers, string jobId)
     {
         JobInfo? seen = null;
