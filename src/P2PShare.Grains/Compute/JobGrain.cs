@@ -201,20 +201,29 @@ public sealed partial class JobGrain(
             // Keeps the activation (and the poll) alive while the job runs, however long it runs.
             DelayDeactivation(ReminderPeriod * 2);
             var attempt = S.Attempts[^1];
-            var outcome = await PollAsync(attempt);
-            switch (outcome)
+            try
             {
-                case { Info: { } info } when info.Attempt == attempt.Number:
-                    if (info.Status == JobStatus.PeerLost) await AttemptLostAsync(attempt, info.Error ?? $"{attempt.Peer} lost it");
-                    else if (info.IsTerminal) await FinishAsync(info);
-                    else Observe(info);
-                    break;
-                case { Lost: { } reason }:
-                    await AttemptLostAsync(attempt, reason);
-                    break;
-                default:
-                    await Task.Delay(ErrorBackoff, time);
-                    break;
+                var outcome = await PollAsync(attempt);
+                switch (outcome)
+                {
+                    case { Info: { } info } when info.Attempt == attempt.Number:
+                        if (info.Status == JobStatus.PeerLost) await AttemptLostAsync(attempt, info.Error ?? $"{attempt.Peer} lost it");
+                        else if (info.IsTerminal) await FinishAsync(info);
+                        else Observe(info);
+                        break;
+                    case { Lost: { } reason }:
+                        await AttemptLostAsync(attempt, reason);
+                        break;
+                    default:
+                        await Task.Delay(ErrorBackoff, time);
+                        break;
+                }
+            }
+            catch (Exception ex) when (!_deactivating.IsCancellationRequested)
+            {
+                // Storage or the cluster hiccuped; the state in memory is still right, so try again.
+                LogPollFailed(JobId, attempt.Peer, ex.Message);
+                await Task.Delay(ErrorBackoff, time);
             }
         }
     }
