@@ -2,6 +2,8 @@ using System.Net;
 using Microsoft.Extensions.DependencyInjection;
 using Orleans.Configuration;
 using Orleans.Hosting;
+using Orleans.Serialization;
+using Orleans.Storage;
 
 namespace P2PShare.Hosting;
 
@@ -16,6 +18,9 @@ public static class ClusteringSiloBuilderExtensions
     /// silo endpoint (null on the primary), in-memory job storage and reminders. <c>postgres</c>:
     /// ADO.NET clustering, grain storage and reminders on PostgreSQL; the silo listens on every
     /// address and advertises <see cref="ClusteringOptions.ResolveAdvertisedAddress"/>.
+    /// Job state is written with Orleans' own serializer in both modes, so any type that can cross
+    /// a grain call ([GenerateSerializer], [Id]) can be stored, with its version tolerance, instead
+    /// of Orleans' default JSON with .NET type names.
     /// </summary>
     public static ISiloBuilder UseP2PShareClustering(
         this ISiloBuilder silo, ClusteringOptions clustering, int siloPort, int gatewayPort, IPEndPoint? primary)
@@ -35,13 +40,14 @@ public static class ClusteringSiloBuilderExtensions
                 o.Invariant = ClusteringOptions.NpgsqlInvariant;
                 o.ConnectionString = connectionString;
             });
-            silo.AddAdoNetGrainStorage(StorageNames.Jobs, o =>
+            silo.AddAdoNetGrainStorage(StorageNames.Jobs, options => options.Configure<Serializer>((o, serializer) =>
             {
                 o.Invariant = ClusteringOptions.NpgsqlInvariant;
                 o.ConnectionString = connectionString;
+                o.GrainStorageSerializer = new OrleansGrainStorageSerializer(serializer);
                 // Cleared job records are deleted, not kept as empty rows forever.
                 o.DeleteStateOnClear = true;
-            });
+            }));
             silo.UseAdoNetReminderService(o =>
             {
                 o.Invariant = ClusteringOptions.NpgsqlInvariant;
@@ -51,7 +57,8 @@ public static class ClusteringSiloBuilderExtensions
         else
         {
             silo.UseLocalhostClustering(siloPort, gatewayPort, primary, ClusterIds.ServiceId, ClusterIds.ClusterId);
-            silo.AddMemoryGrainStorage(StorageNames.Jobs);
+            silo.AddMemoryGrainStorage(StorageNames.Jobs, options => options.Configure<Serializer>(
+                (o, serializer) => o.GrainStorageSerializer = new OrleansGrainStorageSerializer(serializer)));
             silo.UseInMemoryReminderService();
         }
 
