@@ -13,6 +13,8 @@ public static class CliApp
         var root = new RootCommand("p2pshare: use the CPU, memory and disk of a P2PShare cluster's peers")
         {
             runner.Common.Gateway,
+            runner.Common.Mode,
+            runner.Common.Database,
             runner.Common.Origin,
             runner.Common.Json,
         };

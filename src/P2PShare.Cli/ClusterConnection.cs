@@ -10,9 +10,19 @@ using P2PShare.Tracker;
 namespace P2PShare.Cli;
 
 /// <summary>Everything the user said about where the cluster is and which peer to talk to.</summary>
-public sealed record ConnectionSettings(IReadOnlyList<GatewayAddress> Gateways, string? Origin)
+/// <remarks>
+/// <see cref="DatabaseConnectionString"/> set: postgres clustering, gateways come from the cluster
+/// database and <see cref="Gateways"/> is empty. Otherwise the fixed gateway list.
+/// </remarks>
+public sealed record ConnectionSettings(IReadOnlyList<GatewayAddress> Gateways, string? Origin, string? DatabaseConnectionString = null)
 {
     public const string OriginEnvironmentVariable = "P2PSHARE_ORIGIN";
+
+    public bool UsesDatabase => DatabaseConnectionString is not null;
+
+    /// <summary>Where the CLI looks for the cluster, for messages: the gateways or the database (never its password).</summary>
+    public string Describe() =>
+        DatabaseConnectionString is { } db ? Clustering.DescribeDatabase(db) : Cli.Gateways.Describe(Gateways);
 }
 
 /// <summary>
@@ -29,10 +39,10 @@ public sealed class ClusterConnection : IAsyncDisposable
 
     private readonly IHost _host;
     private readonly ConnectionSettings _settings;
-    private readonly IPEndPoint _firstGateway;
+    private readonly IPEndPoint? _firstGateway;
     private readonly ConnectionLossSignal _lost;
 
-    private ClusterConnection(IHost host, ConnectionSettings settings, IPEndPoint firstGateway, ConnectionLossSignal lost)
+    private ClusterConnection(IHost host, ConnectionSettings settings, IPEndPoint? firstGateway, ConnectionLossSignal lost)
     {
         _host = host;
         _lost = lost;
@@ -49,7 +59,7 @@ public sealed class ClusterConnection : IAsyncDisposable
     /// </summary>
     public CancellationToken ConnectionLost => _lost.Token;
 
-    public string GatewaysText => Gateways.Describe(_settings.Gateways);
+    public string GatewaysText => _settings.Describe();
 
     public ITrackerGrain Tracker => Client.GetTracker();
 
@@ -57,23 +67,34 @@ public sealed class ClusterConnection : IAsyncDisposable
 
     public static async Task<ClusterConnection> ConnectAsync(ConnectionSettings settings, CancellationToken ct)
     {
-        var described = Gateways.Describe(settings.Gateways);
+        var described = settings.Describe();
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
         deadline.CancelAfter(ConnectTimeout);
 
-        IPEndPoint[] endpoints;
+        IPEndPoint[] endpoints = [];
+        string? database = null;
         try
         {
-            endpoints = await Task.WhenAll(settings.Gateways.Select(g => Gateways.ResolveAsync(g, deadline.Token)))
-                .ConfigureAwait(false);
+            if (settings.DatabaseConnectionString is { } connectionString)
+            {
+                // Leave a second of the deadline for the gateway itself.
+                database = ClusterDatabaseCheck.Bounded(connectionString, ConnectTimeout - TimeSpan.FromSeconds(1));
+                await ClusterDatabaseCheck.EnsureReadyAsync(database, deadline.Token).ConfigureAwait(false);
+            }
+            else
+            {
+                endpoints = await Task.WhenAll(settings.Gateways.Select(g => Gateways.ResolveAsync(g, deadline.Token)))
+                    .ConfigureAwait(false);
+            }
         }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
         {
-            throw new ClusterUnreachableException(described, "name resolution timed out");
+            throw new ClusterUnreachableException(described,
+                database is null ? "name resolution timed out" : $"no answer within {ConnectTimeout.TotalSeconds:0} s");
         }
 
         var lost = new ConnectionLossSignal();
-        var host = BuildHost(endpoints, lost);
+        var host = BuildHost(endpoints, database, lost);
         try
         {
             await host.StartAsync(deadline.Token).ConfigureAwait(false);
@@ -89,12 +110,30 @@ public sealed class ClusterConnection : IAsyncDisposable
 
             var reason = ex is OperationCanceledException
                 ? $"no answer within {ConnectTimeout.TotalSeconds:0} s"
-                : ErrorReporting.OneLine(ErrorReporting.Innermost(ex));
+                : database is not null && NoGateways(ex)
+                    ? "no live peer is registered in the cluster database"
+                    : ErrorReporting.OneLine(ErrorReporting.Innermost(ex));
             throw new ClusterUnreachableException(described, reason, ex);
         }
 
         lost.Arm();
-        return new ClusterConnection(host, settings, endpoints[0], lost);
+        return new ClusterConnection(host, settings, endpoints.Length > 0 ? endpoints[0] : null, lost);
+    }
+
+    /// <summary>Orleans' complaint when the gateway list it read is empty.</summary>
+    private static bool NoGateways(Exception ex)
+    {
+        for (var e = ex; e is not null; e = e.InnerException)
+        {
+            if (e.Message.Contains("gateway", StringComparison.OrdinalIgnoreCase)
+                && (e.Message.Contains("no ", StringComparison.OrdinalIgnoreCase) || e.Message.Contains("not find", StringComparison.OrdinalIgnoreCase)
+                    || e.Message.Contains("empty", StringComparison.OrdinalIgnoreCase)))
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>
@@ -117,6 +156,12 @@ public sealed class ClusterConnection : IAsyncDisposable
         if (peers.IsDefaultOrEmpty)
         {
             throw new NoPeersAvailableException("the tracker knows no live peers yet; pass --peer NAME or retry shortly");
+        }
+
+        if (_firstGateway is null)
+        {
+            return PeerOnThisMachine(peers)
+                ?? throw new UsageException("no peer runs on this machine; name one with --peer NAME or --origin NAME (or P2PSHARE_ORIGIN)");
         }
 
         var first = _settings.Gateways[0].ToString();
@@ -144,7 +189,57 @@ public sealed class ClusterConnection : IAsyncDisposable
         _lost.Dispose();
     }
 
-    private static IHost BuildHost(IPEndPoint[] endpoints, ConnectionLossSignal lost)
+    /// <summary>
+    /// Postgres clustering has no "first gateway" the user chose; the natural origin is the peer
+    /// on the machine the CLI runs on (its advertised gateway address is one of ours).
+    /// </summary>
+    private static string? PeerOnThisMachine(IEnumerable<PeerStatus> peers)
+    {
+        var local = LocalAddresses();
+        foreach (var peer in peers.OrderBy(p => p.Name, StringComparer.Ordinal))
+        {
+            GatewayAddress gateway;
+            try
+            {
+                gateway = Gateways.Parse(peer.Report.Gateway);
+            }
+            catch (UsageException)
+            {
+                continue;
+            }
+
+            if (IPAddress.TryParse(gateway.Host, out var ip)
+                && (IPAddress.IsLoopback(ip) || local.Contains(ip.IsIPv4MappedToIPv6 ? ip.MapToIPv4() : ip)))
+            {
+                return peer.Name;
+            }
+        }
+
+        return null;
+    }
+
+    private static HashSet<IPAddress> LocalAddresses()
+    {
+        var addresses = new HashSet<IPAddress>();
+        try
+        {
+            foreach (var nic in System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces())
+            {
+                foreach (var unicast in nic.GetIPProperties().UnicastAddresses)
+                {
+                    addresses.Add(unicast.Address);
+                }
+            }
+        }
+        catch (System.Net.NetworkInformation.NetworkInformationException)
+        {
+            // Without the interface list only loopback counts as local.
+        }
+
+        return addresses;
+    }
+
+    private static IHost BuildHost(IPEndPoint[] endpoints, string? database, ConnectionLossSignal lost)
     {
         // DisableDefaults: no appsettings.json from the current directory and no console logger;
         // the CLI's output is its tables, JSON and one-line errors, nothing else.
@@ -159,7 +254,19 @@ public sealed class ClusterConnection : IAsyncDisposable
         builder.Services.AddSingleton<IHostLifetime, CommandLifetime>();
         builder.UseOrleansClient(client =>
         {
-            client.UseStaticClustering(endpoints);
+            if (database is not null)
+            {
+                client.UseAdoNetClustering(o =>
+                {
+                    o.Invariant = "Npgsql";
+                    o.ConnectionString = database;
+                });
+            }
+            else
+            {
+                client.UseStaticClustering(endpoints);
+            }
+
             client.UseConnectionRetryFilter(new ConnectRetryFilter().ShouldRetryAsync);
             client.AddClusterConnectionLostHandler((_, _) => lost.Signal());
             client.AddGatewayCountChangedHandler((_, e) =>

@@ -7,8 +7,22 @@ public sealed class CommonOptions
 {
     public Option<string[]> Gateway { get; } = new("--gateway")
     {
-        Description = $"Cluster gateway HOST:PORT (repeatable; default ${Gateways.EnvironmentVariable} or {Gateways.Default})",
+        Description = $"Cluster gateway HOST:PORT, local clustering (repeatable; default ${Gateways.EnvironmentVariable} or {Gateways.Default})",
         HelpName = "HOST:PORT",
+        Recursive = true,
+    };
+
+    public Option<string> Mode { get; } = new("--clustering")
+    {
+        Description = $"How to find the cluster: local (fixed --gateway list) or postgres (gateways from the cluster database; default ${Clustering.ModeEnvironmentVariable}, else postgres when a database is given, else local)",
+        HelpName = "local|postgres",
+        Recursive = true,
+    };
+
+    public Option<string> Database { get; } = new("--db")
+    {
+        Description = $"Npgsql connection string of the cluster database; implies --clustering postgres (default ${Clustering.ConnectionStringEnvironmentVariable})",
+        HelpName = "CONNSTR",
         Recursive = true,
     };
 
@@ -56,9 +70,21 @@ public sealed class CommonOptions
             }
         });
 
-    public ConnectionSettings ReadSettings(ParseResult result) => new(
-        Gateways.Select(result.GetValue(Gateway), Environment.GetEnvironmentVariable(Gateways.EnvironmentVariable)),
-        NonEmpty(result.GetValue(Origin)) ?? NonEmpty(Environment.GetEnvironmentVariable(ConnectionSettings.OriginEnvironmentVariable)));
+    /// <exception cref="UsageException">A malformed gateway, an unknown mode, or options that contradict each other.</exception>
+    public ConnectionSettings ReadSettings(ParseResult result)
+    {
+        var gatewayOptions = result.GetValue(Gateway) ?? [];
+        var (mode, database) = Clustering.Select(
+            result.GetValue(Mode),
+            result.GetValue(Database),
+            gatewayOptions.Any(g => !string.IsNullOrWhiteSpace(g)),
+            Environment.GetEnvironmentVariable(Clustering.ModeEnvironmentVariable),
+            Environment.GetEnvironmentVariable(Clustering.ConnectionStringEnvironmentVariable));
+        var origin = NonEmpty(result.GetValue(Origin)) ?? NonEmpty(Environment.GetEnvironmentVariable(ConnectionSettings.OriginEnvironmentVariable));
+        return mode == ClusteringMode.Postgres
+            ? new ConnectionSettings([], origin, database)
+            : new ConnectionSettings(Gateways.Select(gatewayOptions, Environment.GetEnvironmentVariable(Gateways.EnvironmentVariable)), origin);
+    }
 
     private static string? NonEmpty(string? s) => string.IsNullOrWhiteSpace(s) ? null : s.Trim();
 }

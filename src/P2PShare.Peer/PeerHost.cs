@@ -20,6 +20,9 @@ internal static class PeerHost
         ["--silo-port"] = "Peer:SiloPort",
         ["--gateway-port"] = "Peer:GatewayPort",
         ["--primary"] = "Peer:Primary",
+        ["--clustering"] = "Clustering:Mode",
+        ["--db"] = "Clustering:ConnectionString",
+        ["--address"] = "Clustering:AdvertisedAddress",
         ["--data-dir"] = "Peer:DataDir",
         ["--memory-quota"] = "Memory:QuotaBytes",
         ["--disk-quota"] = "Disk:QuotaBytes",
@@ -37,7 +40,10 @@ internal static class PeerHost
             .AddCommandLine(args, Switches)
             .Build();
 
-    public static IHost Build(IConfiguration configuration, PeerOptions peer)
+    public static ClusteringOptions ReadClustering(IConfiguration configuration) =>
+        configuration.GetSection(ClusteringOptions.Section).Get<ClusteringOptions>() ?? new ClusteringOptions();
+
+    public static IHost Build(IConfiguration configuration, PeerOptions peer, ClusteringOptions clustering)
     {
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings
         {
@@ -64,7 +70,7 @@ internal static class PeerHost
             IPEndPoint? primary = null;
             if (!string.IsNullOrWhiteSpace(peer.Primary) && Endpoints.TryParse(peer.Primary, out var ep))
                 primary = Endpoints.Resolve(ep.Value.Host, ep.Value.Port);
-            silo.UseLocalhostClustering(peer.SiloPort, peer.GatewayPort, primary, ClusterIds.ServiceId, ClusterIds.ClusterId);
+            silo.UseP2PShareClustering(clustering, peer.SiloPort, peer.GatewayPort, primary);
             silo.Configure<SiloOptions>(o => o.SiloName = peer.Name);
             silo.Configure<ClusterMembershipOptions>(MembershipTuning.Apply);
             silo.Configure<ClusterMembershipOptions>(configuration.GetSection("Membership"));

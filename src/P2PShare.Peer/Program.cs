@@ -12,10 +12,12 @@ if (args.Contains("--help") || args.Contains("-h"))
 
 IConfiguration configuration;
 PeerOptions peer;
+ClusteringOptions clustering;
 try
 {
     configuration = PeerHost.LoadConfiguration(args);
     peer = configuration.GetSection(PeerOptions.Section).Get<PeerOptions>() ?? new PeerOptions();
+    clustering = PeerHost.ReadClustering(configuration);
 }
 catch (Exception ex) when (ex is FormatException or InvalidOperationException)
 {
@@ -23,14 +25,31 @@ catch (Exception ex) when (ex is FormatException or InvalidOperationException)
     return 2;
 }
 
-var check = new OptionsValidator().Validate(null, peer);
-if (check.Failed)
+var failures = new OptionsValidator().Validate(null, peer).Failures ?? [];
+failures = failures.Concat(new ClusteringOptionsValidator().Validate(null, clustering).Failures ?? []);
+if (clustering.IsPostgres && !string.IsNullOrWhiteSpace(peer.Primary))
 {
-    Console.Error.WriteLine($"p2pshare-peer: invalid configuration: {string.Join("; ", check.Failures)}");
+    failures = failures.Append("Peer:Primary (--primary) only applies in local mode; in postgres mode peers find each other in the database");
+}
+if (failures.Any())
+{
+    Console.Error.WriteLine($"p2pshare-peer: invalid configuration: {string.Join("; ", failures)}");
     return 2;
 }
 
-using var host = PeerHost.Build(configuration, peer);
+if (clustering.IsPostgres)
+{
+    // Orleans would retry an unreachable database for minutes and then fail with a chain of
+    // exceptions; say what is wrong at once.
+    var problem = await ClusterDatabase.FindProblemAsync(clustering.ConnectionString!, ClusterDatabase.DefaultTimeout, CancellationToken.None);
+    if (problem is not null)
+    {
+        Console.Error.WriteLine($"p2pshare-peer: peer '{peer.Name}' failed: {problem}");
+        return 1;
+    }
+}
+
+using var host = PeerHost.Build(configuration, peer, clustering);
 try
 {
     await host.RunAsync();

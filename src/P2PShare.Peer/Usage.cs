@@ -10,7 +10,14 @@ internal static class Usage
           --name NAME            peer name, unique in the cluster (Peer:Name)
           --silo-port N          silo-to-silo port (Peer:SiloPort, default 11111)
           --gateway-port N       client gateway port (Peer:GatewayPort, default 30000)
-          --primary HOST:PORT    silo endpoint of the primary peer; omit on the primary itself
+          --primary HOST:PORT    local clustering: silo endpoint of the primary peer; omit on the primary
+          --clustering MODE      local (default: one machine, localhost clustering) or postgres
+                                 (membership, job records and reminders in PostgreSQL) (Clustering:Mode)
+          --db CONNSTR           postgres mode: Npgsql connection string of the cluster database
+                                 (Clustering:ConnectionString), e.g.
+                                 'Host=10.0.0.5;Port=5432;Database=p2pshare;Username=p2pshare;Password=...'
+          --address IP           postgres mode: address other peers and clients dial (Clustering:AdvertisedAddress;
+                                 default: this host's first non-loopback IPv4); the peer listens on all addresses
           --data-dir DIR         where files are kept (Peer:DataDir, default data/NAME)
           --memory-quota BYTES   memory quota (Memory:QuotaBytes, default 256 MiB)
           --disk-quota BYTES     disk quota (Disk:QuotaBytes, default 10 GiB)
@@ -21,5 +28,7 @@ internal static class Usage
 
         Every setting can also come from appsettings.json next to the executable, from environment
         variables P2PSHARE__SECTION__KEY (e.g. P2PSHARE__PEER__NAME=peer-1), or as --Section:Key=value.
+        Failure detection: section Membership (Orleans ClusterMembershipOptions), e.g.
+        --Membership:ProbeTimeout=00:00:02.
         """;
 }

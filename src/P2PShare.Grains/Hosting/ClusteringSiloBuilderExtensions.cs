@@ -1,0 +1,74 @@
+using System.Net;
+using Microsoft.Extensions.DependencyInjection;
+using Orleans.Configuration;
+using Orleans.Hosting;
+using Orleans.Serialization;
+using Orleans.Storage;
+
+namespace P2PShare.Hosting;
+
+public static class ClusteringSiloBuilderExtensions
+{
+    /// <summary>The job supervisor registers one-minute reminders; Orleans must accept that period.</summary>
+    public static readonly TimeSpan MaxMinimumReminderPeriod = TimeSpan.FromMinutes(1);
+
+    /// <summary>
+    /// Membership, endpoints, job storage (<see cref="StorageNames.Jobs"/>) and reminders for the
+    /// chosen clustering mode. <c>local</c>: Orleans localhost clustering with the primary peer's
+    /// silo endpoint (null on the primary), in-memory job storage and reminders. <c>postgres</c>:
+    /// ADO.NET clustering, grain storage and reminders on PostgreSQL; the silo listens on every
+    /// address and advertises <see cref="ClusteringOptions.ResolveAdvertisedAddress"/>.
+    /// Job state is written with Orleans' own serializer in both modes, so any type that can cross
+    /// a grain call ([GenerateSerializer], [Id]) can be stored, with its version tolerance, instead
+    /// of Orleans' default JSON with .NET type names.
+    /// </summary>
+    public static ISiloBuilder UseP2PShareClustering(
+        this ISiloBuilder silo, ClusteringOptions clustering, int siloPort, int gatewayPort, IPEndPoint? primary)
+    {
+        if (clustering.IsPostgres)
+        {
+            var connectionString = clustering.ConnectionString
+                ?? throw new ArgumentException("postgres clustering needs a connection string", nameof(clustering));
+            silo.Configure<ClusterOptions>(o =>
+            {
+                o.ClusterId = ClusterIds.ClusterId;
+                o.ServiceId = ClusterIds.ServiceId;
+            });
+            silo.ConfigureEndpoints(clustering.ResolveAdvertisedAddress(), siloPort, gatewayPort, listenOnAnyHostAddress: true);
+            silo.UseAdoNetClustering(o =>
+            {
+                o.Invariant = ClusteringOptions.NpgsqlInvariant;
+                o.ConnectionString = connectionString;
+            });
+            silo.AddAdoNetGrainStorage(StorageNames.Jobs, options => options.Configure<Serializer>((o, serializer) =>
+            {
+                o.Invariant = ClusteringOptions.NpgsqlInvariant;
+                o.ConnectionString = connectionString;
+                o.GrainStorageSerializer = new OrleansGrainStorageSerializer(serializer);
+                // Cleared job records are deleted, not kept as empty rows forever.
+                o.DeleteStateOnClear = true;
+            }));
+            silo.UseAdoNetReminderService(o =>
+            {
+                o.Invariant = ClusteringOptions.NpgsqlInvariant;
+                o.ConnectionString = connectionString;
+            });
+        }
+        else
+        {
+            silo.UseLocalhostClustering(siloPort, gatewayPort, primary, ClusterIds.ServiceId, ClusterIds.ClusterId);
+            silo.AddMemoryGrainStorage(StorageNames.Jobs, options => options.Configure<Serializer>(
+                (o, serializer) => o.GrainStorageSerializer = new OrleansGrainStorageSerializer(serializer)));
+            silo.UseInMemoryReminderService();
+        }
+
+        silo.Services.PostConfigure<ReminderOptions>(o =>
+        {
+            if (o.MinimumReminderPeriod > MaxMinimumReminderPeriod)
+            {
+                o.MinimumReminderPeriod = MaxMinimumReminderPeriod;
+            }
+        });
+        return silo;
+    }
+}
