@@ -74,8 +74,6 @@ internal static class PeerHost
             silo.Configure<SiloOptions>(o => o.SiloName = peer.Name);
             silo.Configure<ClusterMembershipOptions>(MembershipTuning.Apply);
             silo.Configure<ClusterMembershipOptions>(configuration.GetSection("Membership"));
-            silo.AddMemoryGrainStorage(StorageNames.Jobs);
-            silo.UseInMemoryReminderService();
             silo.AddP2PSharePeer(dataDir);
         });
         return builder.Build();

@@ -2,6 +2,8 @@ using P2PShare.Compute;
 using Microsoft.Extensions.DependencyInjection;
 using Orleans.Configuration;
 using Orleans.Hosting;
+using Orleans.Serialization;
+using Orleans.Storage;
 using Orleans.TestingHost;
 using P2PShare.Hosting;
 using P2PShare.Peers;
@@ -29,7 +31,11 @@ public sealed class PeerCluster : IAsyncDisposable
 
     public IClusterClient Client => Cluster.Client;
 
-    public static async Task<PeerCluster> StartAsync(int peers = 3, Action<IServiceCollection>? configure = null)
+    /// <param name="jobDatabase">
+    /// A PostgreSQL connection string: job records and reminders go there (as in <c>postgres</c>
+    /// mode) and survive the silos; null keeps them in memory (as in <c>local</c> mode).
+    /// </param>
+    public static async Task<PeerCluster> StartAsync(int peers = 3, Action<IServiceCollection>? configure = null, string? jobDatabase = null)
     {
         var builder = new InProcessTestClusterBuilder((short)peers);
         var dataRoot = new TempDirectory();
@@ -46,8 +52,28 @@ public sealed class PeerCluster : IAsyncDisposable
             });
             silo.Services.Configure<DiskOptions>(o => o.ChunkBytes = 64 * 1024);
             configure?.Invoke(silo.Services);
-            silo.AddMemoryGrainStorage(StorageNames.Jobs);
-            silo.UseInMemoryReminderService();
+            if (jobDatabase is null)
+            {
+                silo.AddMemoryGrainStorage(StorageNames.Jobs, o => o.Configure<Serializer>(
+                    (m, serializer) => m.GrainStorageSerializer = new OrleansGrainStorageSerializer(serializer)));
+                silo.UseInMemoryReminderService();
+            }
+            else
+            {
+                silo.AddAdoNetGrainStorage(StorageNames.Jobs, o => o.Configure<Serializer>((a, serializer) =>
+                {
+                    a.Invariant = ClusteringOptions.NpgsqlInvariant;
+                    a.ConnectionString = jobDatabase;
+                    a.GrainStorageSerializer = new OrleansGrainStorageSerializer(serializer);
+                    a.DeleteStateOnClear = true;
+                }));
+                silo.UseAdoNetReminderService(o =>
+                {
+                    o.Invariant = ClusteringOptions.NpgsqlInvariant;
+                    o.ConnectionString = jobDatabase;
+                });
+            }
+
             silo.AddP2PSharePeer(Path.Combine(dataRoot.Path, name));
         });
         var cluster = builder.Build();
