@@ -15,15 +15,6 @@ namespace P2PShare.Tests.Compute;
 [Collection(SerialComputeCollection.Name)]
 public sealed class JobDurabilityTests(TestDatabase db) : IClassFixture<TestDatabase>
 {
-    private const string SlowSquare = """
-        long main(long x, double seconds)
-        {
-            var until = DateTime.UtcNow.AddSeconds(seconds);
-            while (DateTime.UtcNow < until) { }
-            return x * x;
-        }
-        """;
-
     private Task<PeerCluster> StartAsync() =>
         PeerCluster.StartAsync(3, services => services.Configure<ComputeOptions>(o =>
         {
@@ -31,19 +22,15 @@ public sealed class JobDurabilityTests(TestDatabase db) : IClassFixture<TestData
             o.WarmWorkers = 1;
         }), db.ConnectionString);
 
-    private static TaskSpec Slow(long x, double seconds, bool confidential = false, string? on = null) =>
-        new(SlowSquare, null, $"[{x}, {seconds.ToString(System.Globalization.CultureInfo.InvariantCulture)}]", confidential,
-            TimeSpan.FromSeconds(60), "tester", on);
-
     [PostgresFact]
     public async Task Confidential_task_whose_origin_dies_ends_PeerLost_and_is_never_run_elsewhere()
     {
         await using var peers = await StartAsync();
-        var job = await peers.Peer("peer-3").SubmitAsync(Slow(9, 60, confidential: true));
-        await RunningAsync(peers, job.JobId);
+        var job = await peers.Peer("peer-3").SubmitAsync(JobWaits.Slow(9, 60, confidential: true));
+        await JobWaits.RunningAsync(peers, job.JobId);
         await peers.Cluster.KillSiloAsync(peers.Silo("peer-3"));
 
-        var done = await WaitAsync(peers, job.JobId, TimeSpan.FromSeconds(60));
+        var done = await JobWaits.TerminalAsync(peers, job.JobId, TimeSpan.FromSeconds(60));
         Assert.Equal(JobStatus.PeerLost, done.Status);
         Assert.Equal(TaskErrorKind.PeerLost, done.ErrorKind);
         Assert.Contains("confidential", done.Error);
@@ -60,11 +47,11 @@ public sealed class JobDurabilityTests(TestDatabase db) : IClassFixture<TestData
     {
         await using var peers = await StartAsync();
         // Submitted on peer-3 (which holds the job's grain), run on peer-1: kill the supervisor only.
-        var job = await peers.Peer("peer-3").SubmitAsync(Slow(12, 4, on: "peer-1"));
-        await RunningAsync(peers, job.JobId);
+        var job = await peers.Peer("peer-3").SubmitAsync(JobWaits.Slow(12, 4, on: "peer-1"));
+        await JobWaits.RunningAsync(peers, job.JobId);
         await peers.Cluster.KillSiloAsync(peers.Silo("peer-3"));
 
-        var done = await WaitAsync(peers, job.JobId, TimeSpan.FromSeconds(60));
+        var done = await JobWaits.TerminalAsync(peers, job.JobId, TimeSpan.FromSeconds(60));
         Assert.Equal(JobStatus.Succeeded, done.Status);
         Assert.Equal("144", done.ResultJson);
         Assert.Equal("peer-1", Assert.Single(done.Attempts).Peer);
@@ -76,46 +63,16 @@ public sealed class JobDurabilityTests(TestDatabase db) : IClassFixture<TestData
         await using var peers = await StartAsync();
         // Submitted on peer-2 and run there too (tracker pick excluded by pinning is not allowed for
         // retries, so let the tracker choose and kill whichever peer runs it along with peer-2).
-        var job = await peers.Peer("peer-2").SubmitAsync(Slow(5, 6));
-        var running = await RunningAsync(peers, job.JobId);
+        var job = await peers.Peer("peer-2").SubmitAsync(JobWaits.Slow(5, 6));
+        var running = await JobWaits.RunningAsync(peers, job.JobId);
         await peers.Cluster.KillSiloAsync(peers.Silo("peer-2"));
         if (running.ExecutedBy != "peer-2") await peers.Cluster.KillSiloAsync(peers.Silo(running.ExecutedBy));
 
-        var done = await WaitAsync(peers, job.JobId, TimeSpan.FromSeconds(60));
+        var done = await JobWaits.TerminalAsync(peers, job.JobId, TimeSpan.FromSeconds(60));
         Assert.Equal(JobStatus.Succeeded, done.Status);
         Assert.Equal("25", done.ResultJson);
         Assert.Equal(2, done.Attempts.Length);
         Assert.Equal(JobStatus.PeerLost, done.Attempts[0].Status);
         Assert.DoesNotContain(done.ExecutedBy, new[] { "peer-2", running.ExecutedBy });
-    }
-
-    private static async Task<JobInfo> RunningAsync(PeerCluster peers, string jobId)
-    {
-        JobInfo? seen = null;
-        await Eventually.TrueAsync(async () =>
-        {
-            seen = await peers.Job(jobId).GetAsync();
-            return seen.Status == JobStatus.Running;
-        }, TimeSpan.FromSeconds(20), $"job {jobId} runs");
-        return seen!;
-    }
-
-    /// <summary>Waits for a terminal state; calls that race a silo's death are simply repeated.</summary>
-    private static async Task<JobInfo> WaitAsync(PeerCluster peers, string jobId, TimeSpan limit)
-    {
-        var deadline = DateTime.UtcNow + limit;
-        while (true)
-        {
-            try
-            {
-                var job = await peers.Job(jobId).WaitAsync(TimeSpan.FromSeconds(5));
-                if (job.IsTerminal) return job;
-            }
-            catch (Exception ex) when (PeerCall.IsUnavailable(ex) || ex is TimeoutException)
-            {
-            }
-
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"job {jobId} did not end within {limit}");
-        }
     }
 }

@@ -2,8 +2,6 @@ using P2PShare.Compute;
 using Microsoft.Extensions.DependencyInjection;
 using Orleans.Configuration;
 using Orleans.Hosting;
-using Orleans.Serialization;
-using Orleans.Storage;
 using Orleans.TestingHost;
 using P2PShare.Hosting;
 using P2PShare.Peers;
@@ -52,28 +50,7 @@ public sealed class PeerCluster : IAsyncDisposable
             });
             silo.Services.Configure<DiskOptions>(o => o.ChunkBytes = 64 * 1024);
             configure?.Invoke(silo.Services);
-            if (jobDatabase is null)
-            {
-                silo.AddMemoryGrainStorage(StorageNames.Jobs, o => o.Configure<Serializer>(
-                    (m, serializer) => m.GrainStorageSerializer = new OrleansGrainStorageSerializer(serializer)));
-                silo.UseInMemoryReminderService();
-            }
-            else
-            {
-                silo.AddAdoNetGrainStorage(StorageNames.Jobs, o => o.Configure<Serializer>((a, serializer) =>
-                {
-                    a.Invariant = ClusteringOptions.NpgsqlInvariant;
-                    a.ConnectionString = jobDatabase;
-                    a.GrainStorageSerializer = new OrleansGrainStorageSerializer(serializer);
-                    a.DeleteStateOnClear = true;
-                }));
-                silo.UseAdoNetReminderService(o =>
-                {
-                    o.Invariant = ClusteringOptions.NpgsqlInvariant;
-                    o.ConnectionString = jobDatabase;
-                });
-            }
-
+            silo.AddP2PShareJobStorage(jobDatabase);
             silo.AddP2PSharePeer(Path.Combine(dataRoot.Path, name));
         });
         var cluster = builder.Build();
