@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command: every test project of the solution in Release, then one line
 # `N passed, N failed, N skipped` counted from the TRX results. Non-zero exit when a test failed,
-# the build or a test host failed, or no test ran.
+# the build or a test host failed, or no test ran, or (with CI=true) PostgreSQL could not start.
 set -euo pipefail
 cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.."
 
@@ -10,6 +10,31 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPE
 results=TestResults/run
 rm -rf -- "$results"
 mkdir -p -- "$results"
+
+# A throwaway PostgreSQL server of the run's own (not a developer's server in .local/postgres)
+# for the tests that need one; they read its connection string from P2PSHARE_TEST_PG and are
+# reported skipped without it. A P2PSHARE_TEST_PG given by the caller is used as it is.
+pg_dir=$PWD/.local/test-postgres
+pg_started=false
+pg_problem=""
+stop_postgres() {
+  if [[ $pg_started == true ]]; then
+    pg_started=false
+    deploy/postgres/pg.sh destroy --dir "$pg_dir" </dev/null >&2 || true
+  fi
+}
+trap stop_postgres EXIT
+trap 'exit 130' INT TERM
+if [[ -z ${P2PSHARE_TEST_PG:-} ]]; then
+  if pg_env=$(deploy/postgres/pg.sh start --dir "$pg_dir" </dev/null); then
+    pg_started=true
+    eval "$pg_env"
+    export P2PSHARE_TEST_PG=$P2PSHARE_PG_CONNECTION
+  else
+    pg_problem="deploy/postgres/pg.sh could not start a server"
+    echo "warning: $pg_problem; tests needing PostgreSQL will be skipped" >&2
+  fi
+fi
 
 status=0
 dotnet build P2PShare.sln -c Release -nologo -v:q </dev/null || status=$?
@@ -28,7 +53,14 @@ passed=$(count Passed)
 failed=$(count Failed)
 skipped=$(count NotExecuted)
 
+stop_postgres
+
 verdict=0
+if [[ -n $pg_problem && ${CI:-} == true ]]; then
+  # In CI a skipped PostgreSQL suite is a broken run, not a pass.
+  echo "$pg_problem (CI)" >&2
+  verdict=1
+fi
 if ((status != 0)); then
   echo "dotnet test exited with $status" >&2
   verdict=$status

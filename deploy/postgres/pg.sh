@@ -380,7 +380,7 @@ run_setup() {
   as_owner env P2PSHARE_PG_PASSWORD="$password" PATH="$bin_dir:$PATH" \
     "$script_dir/setup.sh" --host "$sock" --port "$p" --admin-user "$superuser" \
     --app-host "$host" --database "$DATABASE" --role "$ROLE" </dev/null >&2 9>&- ||
-    die "$EXIT_FAILED" "setup failed (role, database or schema)"
+    exit "$EXIT_FAILED" # setup.sh said what failed, in one line
 }
 
 cmd_start() {
@@ -398,6 +398,9 @@ cmd_start() {
       say "warning: it keeps port $running_port and listen addresses $running_listen; stop it first to change them"
     fi
   else
+    if [[ -n $port ]] && port_in_use "$port"; then
+      die "$EXIT_FAILED" "port $port is already in use; choose another --port"
+    fi
     init_cluster
     start_server
   fi

@@ -105,18 +105,29 @@ psql_quote() {
   printf "'%s'" "$s"
 }
 
+# psql's own complaint, first line only, for our one-line error messages.
+psql_error=""
+first_error_line() {
+  local line
+  line=$(grep -m1 -E 'error|FATAL|ERROR' <<<"$1" || true)
+  [[ -n $line ]] || line=$(head -n 1 <<<"$1")
+  line=${line#psql: }
+  echo "${line#error: }"
+}
+
 admin_psql() {
   local db=$1
   shift
   local -a args=(-X -q -v ON_ERROR_STOP=1 -d "$db" -p "$port")
   [[ -z $host ]] || args+=(-h "$host")
   [[ -z $admin_user ]] || args+=(-U "$admin_user")
-  psql "${args[@]}" "$@"
+  local err
+  err=$(psql "${args[@]}" "$@" 2>&1 >/dev/null) || { psql_error=$(first_error_line "$err"); return 1; }
 }
 
 if [[ $schema_only == false ]]; then
   # The password travels on psql's stdin, never on a command line that `ps` shows.
-  admin_psql "$admin_db" >/dev/null <<EOF || die "$EXIT_FAILED" "could not create role '$role' or database '$database' as admin (${admin_user:-$(id -un)}@${host:-default}:$port)"
+  admin_psql "$admin_db" <<EOF || die "$EXIT_FAILED" "could not create role '$role' or database '$database' as ${admin_user:-$(id -un)}: $psql_error"
 \set role '$role'
 \set db '$database'
 \set pw $(psql_quote "$password")
@@ -129,7 +140,7 @@ SELECT format('CREATE DATABASE %I OWNER %I ENCODING %L TEMPLATE template0', :'db
 SELECT format('GRANT CONNECT, TEMPORARY ON DATABASE %I TO %I', :'db', :'role') \gexec
 EOF
   # A database created by someone else may not let the role create tables in its public schema.
-  admin_psql "$database" >/dev/null <<EOF || die "$EXIT_FAILED" "could not grant '$role' the use of schema public in '$database'"
+  admin_psql "$database" <<EOF || die "$EXIT_FAILED" "could not grant '$role' the use of schema public in '$database': $psql_error"
 \set role '$role'
 SET client_min_messages = warning;
 SELECT format('GRANT USAGE, CREATE ON SCHEMA public TO %I', :'role') \gexec
@@ -138,7 +149,8 @@ EOF
 fi
 
 # The schema is applied as the app role, so the role owns every object it uses.
-PGPASSWORD=$password psql -X -q -v ON_ERROR_STOP=1 \
-  "host=$app_host port=$port dbname=$database user=$role" -f "$schema_file" >/dev/null ||
-  die "$EXIT_FAILED" "could not apply $schema_file as '$role'@$app_host:$port/$database"
+if ! err=$(PGPASSWORD=$password psql -X -q -v ON_ERROR_STOP=1 \
+  "host=$app_host port=$port dbname=$database user=$role" -f "$schema_file" 2>&1 >/dev/null); then
+  die "$EXIT_FAILED" "could not apply schema.sql as '$role' at $app_host:$port/$database: $(first_error_line "$err")"
+fi
 echo "setup.sh: schema applied to '$database'" >&2

@@ -127,7 +127,7 @@ public sealed partial class JobGrain(
 
     public async Task<JobInfo> GetAsync()
     {
-        ThrowIfUnknown();
+        await ThrowIfUnknownAsync();
         EnsureFollowing();
         await RefreshAsync();
         return Info();
@@ -135,7 +135,7 @@ public sealed partial class JobGrain(
 
     public async Task<JobInfo> WaitAsync(TimeSpan maxWait)
     {
-        ThrowIfUnknown();
+        await ThrowIfUnknownAsync();
         EnsureFollowing();
         if (Terminal || maxWait <= TimeSpan.Zero) return Info();
         try
@@ -151,7 +151,7 @@ public sealed partial class JobGrain(
 
     public async Task<JobInfo> CancelAsync()
     {
-        ThrowIfUnknown();
+        await ThrowIfUnknownAsync();
         if (Terminal) return Info();
         S.CancelRequested = true;
         var attempt = S.Attempts[^1];
@@ -201,20 +201,29 @@ public sealed partial class JobGrain(
             // Keeps the activation (and the poll) alive while the job runs, however long it runs.
             DelayDeactivation(ReminderPeriod * 2);
             var attempt = S.Attempts[^1];
-            var outcome = await PollAsync(attempt);
-            switch (outcome)
+            try
             {
-                case { Info: { } info } when info.Attempt == attempt.Number:
-                    if (info.Status == JobStatus.PeerLost) await AttemptLostAsync(attempt, info.Error ?? $"{attempt.Peer} lost it");
-                    else if (info.IsTerminal) await FinishAsync(info);
-                    else Observe(info);
-                    break;
-                case { Lost: { } reason }:
-                    await AttemptLostAsync(attempt, reason);
-                    break;
-                default:
-                    await Task.Delay(ErrorBackoff, time);
-                    break;
+                var outcome = await PollAsync(attempt);
+                switch (outcome)
+                {
+                    case { Info: { } info } when info.Attempt == attempt.Number:
+                        if (info.Status == JobStatus.PeerLost) await AttemptLostAsync(attempt, info.Error ?? $"{attempt.Peer} lost it");
+                        else if (info.IsTerminal) await FinishAsync(info);
+                        else Observe(info);
+                        break;
+                    case { Lost: { } reason }:
+                        await AttemptLostAsync(attempt, reason);
+                        break;
+                    default:
+                        await Task.Delay(ErrorBackoff, time);
+                        break;
+                }
+            }
+            catch (Exception ex) when (!_deactivating.IsCancellationRequested)
+            {
+                // Storage or the cluster hiccuped; the state in memory is still right, so try again.
+                LogPollFailed(JobId, attempt.Peer, ex.Message);
+                await Task.Delay(ErrorBackoff, time);
             }
         }
     }
@@ -433,9 +442,24 @@ public sealed partial class JobGrain(
         Attempts = [.. S.Attempts],
     };
 
-    private void ThrowIfUnknown()
+    /// <summary>Unknown ids, and finished jobs older than <see cref="ComputeOptions.JobRetention"/>, are not found.</summary>
+    private async Task ThrowIfUnknownAsync()
     {
-        if (Known) return;
+        if (Known && !(Terminal && S.Current!.FinishedUtc + options.Value.JobRetention < Now())) return;
+        if (Known)
+        {
+            await _writing.WaitAsync();
+            try
+            {
+                await state.ClearStateAsync();
+                state.State = new JobState();
+            }
+            finally
+            {
+                _writing.Release();
+            }
+        }
+
         DeactivateOnIdle();
         throw new NotFoundException("job", JobId);
     }

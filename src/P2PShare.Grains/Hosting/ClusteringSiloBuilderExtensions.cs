@@ -2,6 +2,8 @@ using System.Net;
 using Microsoft.Extensions.DependencyInjection;
 using Orleans.Configuration;
 using Orleans.Hosting;
+using Orleans.Serialization;
+using Orleans.Storage;
 
 namespace P2PShare.Hosting;
 
@@ -35,24 +37,12 @@ public static class ClusteringSiloBuilderExtensions
                 o.Invariant = ClusteringOptions.NpgsqlInvariant;
                 o.ConnectionString = connectionString;
             });
-            silo.AddAdoNetGrainStorage(StorageNames.Jobs, o =>
-            {
-                o.Invariant = ClusteringOptions.NpgsqlInvariant;
-                o.ConnectionString = connectionString;
-                // Cleared job records are deleted, not kept as empty rows forever.
-                o.DeleteStateOnClear = true;
-            });
-            silo.UseAdoNetReminderService(o =>
-            {
-                o.Invariant = ClusteringOptions.NpgsqlInvariant;
-                o.ConnectionString = connectionString;
-            });
+            silo.AddP2PShareJobStorage(connectionString);
         }
         else
         {
             silo.UseLocalhostClustering(siloPort, gatewayPort, primary, ClusterIds.ServiceId, ClusterIds.ClusterId);
-            silo.AddMemoryGrainStorage(StorageNames.Jobs);
-            silo.UseInMemoryReminderService();
+            silo.AddP2PShareJobStorage(null);
         }
 
         silo.Services.PostConfigure<ReminderOptions>(o =>
@@ -61,6 +51,39 @@ public static class ClusteringSiloBuilderExtensions
             {
                 o.MinimumReminderPeriod = MaxMinimumReminderPeriod;
             }
+        });
+        return silo;
+    }
+
+    /// <summary>
+    /// Job records (<see cref="StorageNames.Jobs"/>) and reminders: in PostgreSQL when
+    /// <paramref name="postgresConnectionString"/> is given, else in memory. Job state is written with
+    /// Orleans' own serializer in both, so any type that can cross a grain call ([GenerateSerializer],
+    /// [Id]) can be stored, with its version tolerance, instead of Orleans' default JSON with .NET
+    /// type names.
+    /// </summary>
+    public static ISiloBuilder AddP2PShareJobStorage(this ISiloBuilder silo, string? postgresConnectionString)
+    {
+        if (postgresConnectionString is null)
+        {
+            silo.AddMemoryGrainStorage(StorageNames.Jobs, options => options.Configure<Serializer>(
+                (o, serializer) => o.GrainStorageSerializer = new OrleansGrainStorageSerializer(serializer)));
+            silo.UseInMemoryReminderService();
+            return silo;
+        }
+
+        silo.AddAdoNetGrainStorage(StorageNames.Jobs, options => options.Configure<Serializer>((o, serializer) =>
+        {
+            o.Invariant = ClusteringOptions.NpgsqlInvariant;
+            o.ConnectionString = postgresConnectionString;
+            o.GrainStorageSerializer = new OrleansGrainStorageSerializer(serializer);
+            // Cleared job records are deleted, not kept as empty rows forever.
+            o.DeleteStateOnClear = true;
+        }));
+        silo.UseAdoNetReminderService(o =>
+        {
+            o.Invariant = ClusteringOptions.NpgsqlInvariant;
+            o.ConnectionString = postgresConnectionString;
         });
         return silo;
     }

@@ -9,6 +9,13 @@ public static class RepoPaths
 
     public static string CliWrapper => Path.Combine(Root, "deploy", "local", "p2pshare");
 
+    public static string SchemaFile => Path.Combine(Root, "deploy", "postgres", "schema.sql");
+
+    /// <summary>The peer host as cluster.sh builds it (Release); the apphost, without `dotnet`.</summary>
+    public static string PeerHost => Path.Combine(Root, "src", "P2PShare.Peer", "bin", "Release", "net10.0", "p2pshare-peer");
+
+    public static string CliDll => Path.Combine(Root, "src", "P2PShare.Cli", "bin", "Release", "net10.0", "p2pshare.dll");
+
     public static string NetnsScript => Path.Combine(Root, "deploy", "netns", "cluster.sh");
 
     public static string NetnsCliWrapper => Path.Combine(Root, "deploy", "netns", "p2pshare");

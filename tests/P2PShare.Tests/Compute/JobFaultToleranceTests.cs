@@ -14,16 +14,6 @@ namespace P2PShare.Tests.Compute;
 [Collection(SerialComputeCollection.Name)]
 public sealed class JobFaultToleranceTests
 {
-    // Squares its input after burning CPU for the given seconds: the result names the input.
-    private const string SlowSquare = """
-        long main(long x, double seconds)
-        {
-            var until = DateTime.UtcNow.AddSeconds(seconds);
-            while (DateTime.UtcNow < until) { }
-            return x * x;
-        }
-        """;
-
     private static Task<PeerCluster> StartAsync() =>
         PeerCluster.StartAsync(3, services => services.Configure<ComputeOptions>(o =>
         {
@@ -31,17 +21,13 @@ public sealed class JobFaultToleranceTests
             o.WarmWorkers = 1;
         }));
 
-    private static TaskSpec Slow(long x, double seconds, bool confidential = false, int? retries = null, string? on = null) =>
-        new(SlowSquare, null, $"[{x}, {seconds.ToString(System.Globalization.CultureInfo.InvariantCulture)}]", confidential,
-            TimeSpan.FromSeconds(60), "tester", on, retries);
-
     [Fact]
     public async Task Tasks_on_a_killed_peer_are_rerun_elsewhere_and_every_job_succeeds_once()
     {
         await using var peers = await StartAsync();
         var origin = peers.Peer("peer-1");
         var jobs = new List<JobInfo>();
-        for (var i = 1; i <= 12; i++) jobs.Add(await origin.SubmitAsync(Slow(i, 3)));
+        for (var i = 1; i <= 12; i++) jobs.Add(await origin.SubmitAsync(JobWaits.Slow(i, 3)));
 
         // Kill peer-3 once it runs some of them.
         await Eventually.TrueAsync(async () =>
@@ -53,7 +39,7 @@ public sealed class JobFaultToleranceTests
             .Where(s => s.ExecutedBy == "peer-3" && !s.IsTerminal).Select(s => s.JobId).ToHashSet();
         await peers.Cluster.KillSiloAsync(peers.Silo("peer-3"));
 
-        var done = await Task.WhenAll(jobs.Select(j => WaitAsync(peers, j.JobId, TimeSpan.FromSeconds(90))));
+        var done = await Task.WhenAll(jobs.Select(j => JobWaits.TerminalAsync(peers, j.JobId, TimeSpan.FromSeconds(90))));
         for (var i = 0; i < done.Length; i++)
         {
             Assert.Equal(JobStatus.Succeeded, done[i].Status);
@@ -80,13 +66,13 @@ public sealed class JobFaultToleranceTests
         await using var peers = await StartAsync();
         // Two submissions land on two different peers; follow the one that does not run on the origin,
         // whose silo holds the job records of this in-memory test cluster.
-        var first = await peers.Peer("peer-1").SubmitAsync(Slow(5, 30, retries: 0));
-        var second = await peers.Peer("peer-1").SubmitAsync(Slow(6, 30, retries: 0));
-        var states = new[] { await RunningAsync(peers, first.JobId), await RunningAsync(peers, second.JobId) };
+        var first = await peers.Peer("peer-1").SubmitAsync(JobWaits.Slow(5, 30, retries: 0));
+        var second = await peers.Peer("peer-1").SubmitAsync(JobWaits.Slow(6, 30, retries: 0));
+        var states = new[] { await JobWaits.RunningAsync(peers, first.JobId), await JobWaits.RunningAsync(peers, second.JobId) };
         var victim = states.First(s => s.ExecutedBy != "peer-1");
         await peers.Cluster.KillSiloAsync(peers.Silo(victim.ExecutedBy));
 
-        var done = await WaitAsync(peers, victim.JobId, TimeSpan.FromSeconds(30));
+        var done = await JobWaits.TerminalAsync(peers, victim.JobId, TimeSpan.FromSeconds(30));
         Assert.Equal(JobStatus.PeerLost, done.Status);
         Assert.Equal(TaskErrorKind.PeerLost, done.ErrorKind);
         Assert.Contains("no retries left", done.Error);
@@ -98,11 +84,11 @@ public sealed class JobFaultToleranceTests
     public async Task Pinned_task_whose_peer_dies_is_not_moved()
     {
         await using var peers = await StartAsync();
-        var job = await peers.Peer("peer-1").SubmitAsync(Slow(3, 30, on: "peer-2"));
-        await RunningAsync(peers, job.JobId);
+        var job = await peers.Peer("peer-1").SubmitAsync(JobWaits.Slow(3, 30, on: "peer-2"));
+        await JobWaits.RunningAsync(peers, job.JobId);
         await peers.Cluster.KillSiloAsync(peers.Silo("peer-2"));
 
-        var done = await WaitAsync(peers, job.JobId, TimeSpan.FromSeconds(30));
+        var done = await JobWaits.TerminalAsync(peers, job.JobId, TimeSpan.FromSeconds(30));
         Assert.Equal(JobStatus.PeerLost, done.Status);
         Assert.Contains("pinned", done.Error);
         Assert.Equal("peer-2", Assert.Single(done.Attempts).Peer);
@@ -114,7 +100,7 @@ public sealed class JobFaultToleranceTests
         await using var peers = await StartAsync();
         var job = await peers.Peer("peer-1").SubmitAsync(
             new TaskSpec("int main() => throw new InvalidOperationException(\"own fault\");", null, "[]", false, null, "tester", null, 3));
-        var done = await WaitAsync(peers, job.JobId, TimeSpan.FromSeconds(30));
+        var done = await JobWaits.TerminalAsync(peers, job.JobId, TimeSpan.FromSeconds(30));
         Assert.Equal(JobStatus.Failed, done.Status);
         Assert.Equal(TaskErrorKind.Exception, done.ErrorKind);
         Assert.Single(done.Attempts);
@@ -125,39 +111,35 @@ public sealed class JobFaultToleranceTests
     {
         await using var peers = await StartAsync();
         var peer = peers.Peer("peer-1");
-        await Assert.ThrowsAsync<InvalidArgumentException>(() => peer.SubmitAsync(Slow(1, 1, retries: 11)));
-        await Assert.ThrowsAsync<InvalidArgumentException>(() => peer.SubmitAsync(Slow(1, 1) with { ArgsJson = "{" }));
+        await Assert.ThrowsAsync<InvalidArgumentException>(() => peer.SubmitAsync(JobWaits.Slow(1, 1, retries: 11)));
+        await Assert.ThrowsAsync<InvalidArgumentException>(() => peer.SubmitAsync(JobWaits.Slow(1, 1) with { ArgsJson = "{" }));
         await Assert.ThrowsAsync<InvalidArgumentException>(() => peers.Job("not-a-job-id").GetAsync());
         await Assert.ThrowsAsync<NotFoundException>(() => peers.Job("peer-1:0123456789ab").WaitAsync(TimeSpan.FromSeconds(1)));
     }
 
-    private static async Task<JobInfo> RunningAsync(PeerCluster peers, string jobId)
+    [Fact]
+    public async Task Finished_job_is_forgotten_after_its_retention()
     {
-        JobInfo? seen = null;
-        await Eventually.TrueAsync(async () =>
+        await using var peers = await PeerCluster.StartAsync(1, services => services.Configure<ComputeOptions>(o =>
         {
-            seen = await peers.Job(jobId).GetAsync();
-            return seen.Status == JobStatus.Running;
-        }, TimeSpan.FromSeconds(20), $"job {jobId} runs");
-        return seen!;
-    }
-
-    /// <summary>Waits for a terminal state; calls that race a silo's death are simply repeated.</summary>
-    private static async Task<JobInfo> WaitAsync(PeerCluster peers, string jobId, TimeSpan limit)
-    {
-        var deadline = DateTime.UtcNow + limit;
-        while (true)
+            o.WarmWorkers = 1;
+            o.JobRetention = TimeSpan.FromSeconds(2);
+        }));
+        var job = await peers.Peer("peer-1").SubmitAsync(JobWaits.Slow(4, 0));
+        var done = await JobWaits.TerminalAsync(peers, job.JobId, TimeSpan.FromSeconds(30));
+        Assert.Equal("16", done.ResultJson);
+        Assert.Equal("16", (await peers.Job(job.JobId).GetAsync()).ResultJson);
+        await Eventually.TrueAsync(async () =>
         {
             try
             {
-                var job = await peers.Job(jobId).WaitAsync(TimeSpan.FromSeconds(5));
-                if (job.IsTerminal) return job;
+                await peers.Job(job.JobId).GetAsync();
+                return false;
             }
-            catch (Exception ex) when (PeerCall.IsUnavailable(ex) || ex is TimeoutException)
+            catch (NotFoundException)
             {
+                return true;
             }
-
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"job {jobId} did not end within {limit}");
-        }
+        }, TimeSpan.FromSeconds(10), "the finished job is dropped after 2 s");
     }
 }

@@ -29,7 +29,11 @@ public sealed class PeerCluster : IAsyncDisposable
 
     public IClusterClient Client => Cluster.Client;
 
-    public static async Task<PeerCluster> StartAsync(int peers = 3, Action<IServiceCollection>? configure = null)
+    /// <param name="jobDatabase">
+    /// A PostgreSQL connection string: job records and reminders go there (as in <c>postgres</c>
+    /// mode) and survive the silos; null keeps them in memory (as in <c>local</c> mode).
+    /// </param>
+    public static async Task<PeerCluster> StartAsync(int peers = 3, Action<IServiceCollection>? configure = null, string? jobDatabase = null)
     {
         var builder = new InProcessTestClusterBuilder((short)peers);
         var dataRoot = new TempDirectory();
@@ -46,8 +50,7 @@ public sealed class PeerCluster : IAsyncDisposable
             });
             silo.Services.Configure<DiskOptions>(o => o.ChunkBytes = 64 * 1024);
             configure?.Invoke(silo.Services);
-            silo.AddMemoryGrainStorage(StorageNames.Jobs);
-            silo.UseInMemoryReminderService();
+            silo.AddP2PShareJobStorage(jobDatabase);
             silo.AddP2PSharePeer(Path.Combine(dataRoot.Path, name));
         });
         var cluster = builder.Build();
