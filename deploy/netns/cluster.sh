@@ -7,7 +7,8 @@
 #                            peer-1..peer-N (one per host), wait until all are live, print a table
 #   cluster.sh down          stop the peers (TERM, then KILL after a deadline), stop PostgreSQL,
 #                            delete veths, namespaces and bridge; also cleans a crashed run's leftovers
-#   cluster.sh status        name, PID, address, link and state of each peer, and PostgreSQL
+#   cluster.sh status        name, PID, address, link, process state and membership status
+#                            (from the database) of each peer, and PostgreSQL
 #   cluster.sh kill NAME     SIGKILL the peer and its sandbox workers (the host dies)
 #   cluster.sh cut NAME      take the host's link down (cable pulled); the peer keeps running
 #   cluster.sh heal NAME     bring the host's link back up
