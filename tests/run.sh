@@ -14,7 +14,9 @@ mkdir -p -- "$results"
 # A throwaway PostgreSQL server of the run's own (not a developer's server in .local/postgres)
 # for the tests that need one; they read its connection string from P2PSHARE_TEST_PG and are
 # reported skipped without it. A P2PSHARE_TEST_PG given by the caller is used as it is.
-pg_dir=$PWD/.local/test-postgres
+# Its folder is under /tmp, not in the checkout: as root the server runs as the OS user postgres,
+# which cannot enter a private checkout (a home folder, a mktemp folder).
+pg_dir=""
 pg_started=false
 pg_problem=""
 stop_postgres() {
@@ -22,10 +24,12 @@ stop_postgres() {
     pg_started=false
     deploy/postgres/pg.sh destroy --dir "$pg_dir" </dev/null >&2 || true
   fi
+  [[ -z $pg_dir ]] || rm -rf -- "$pg_dir"
 }
 trap stop_postgres EXIT
 trap 'exit 130' INT TERM
 if [[ -z ${P2PSHARE_TEST_PG:-} ]]; then
+  pg_dir=$(mktemp -d "${TMPDIR:-/tmp}/p2pshare-test-pg.XXXXXX")
   if pg_env=$(deploy/postgres/pg.sh start --dir "$pg_dir" </dev/null); then
     pg_started=true
     eval "$pg_env"

@@ -377,8 +377,17 @@ run_setup() {
   password=$(<"$password_file")
   # setup.sh connects as the superuser through the socket (peer authentication needs the OS user
   # to match) and as the app role over TCP with its password.
+  # As root, setup runs as postgres, which may not be able to read the checkout (a private home or
+  # a mktemp folder); it gets its own copy of the scripts inside the server's folder.
+  local scripts=$script_dir
+  if is_root; then
+    scripts=$dir/scripts
+    mkdir -p -- "$scripts"
+    cp -f -- "$script_dir/setup.sh" "$script_dir/schema.sql" "$scripts/"
+    chown -R postgres:postgres -- "$scripts"
+  fi
   as_owner env P2PSHARE_PG_PASSWORD="$password" PATH="$bin_dir:$PATH" \
-    "$script_dir/setup.sh" --host "$sock" --port "$p" --admin-user "$superuser" \
+    "$scripts/setup.sh" --host "$sock" --port "$p" --admin-user "$superuser" \
     --app-host "$host" --database "$DATABASE" --role "$ROLE" </dev/null >&2 9>&- ||
     exit "$EXIT_FAILED" # setup.sh said what failed, in one line
 }
