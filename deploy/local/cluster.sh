@@ -37,12 +37,8 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
 readonly EXIT_FAILED=1 EXIT_USAGE=2 EXIT_REFUSED=3
 
-die() {
-  local code=$1
-  shift
-  echo "cluster.sh: $*" >&2
-  exit "$code"
-}
+# shellcheck source=../lib/cluster-common.sh
+source "$script_dir/../lib/cluster-common.sh"
 
 usage() {
   sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}" >&2
@@ -81,12 +77,6 @@ load_cluster_env() {
 save_cluster_env() {
   printf 'size=%s\nsilo_base=%s\ngateway_base=%s\n' "$cluster_size" "$silo_base" "$gateway_base" \
     >"$cluster_dir/cluster.env"
-}
-
-peer_index() {
-  local name=$1
-  [[ $name =~ ^peer-([1-9][0-9]*)$ ]] || die "$EXIT_USAGE" "invalid peer name '$name' (expected peer-1..peer-N)"
-  echo "${BASH_REMATCH[1]}"
 }
 
 # A PID counts only while it is still our peer: a recycled PID or a zombie (empty cmdline) is not.
@@ -147,16 +137,6 @@ cli() {
   timeout 20 env -u P2PSHARE_GATEWAYS dotnet "$cli_dll" --gateway "127.0.0.1:$gateway_base" "$@"
 }
 
-peer_command() {
-  local apphost=${peer_dll%.dll}
-  if [[ -x $apphost ]]; then
-    echo "$apphost"
-  else
-    echo dotnet
-    echo "$peer_dll"
-  fi
-}
-
 start_peer() {
   local name=$1 index
   index=$(peer_index "$name")
@@ -180,14 +160,6 @@ start_peer() {
   echo "started $name (pid $!, silo $silo, gateway $gateway)"
 }
 
-fail_peer_died() {
-  local name=$1 log
-  log=$(log_file "$name")
-  echo "cluster.sh: $name exited during start; last lines of $log:" >&2
-  tail -n 30 -- "$log" >&2 || true
-  return "$EXIT_FAILED"
-}
-
 wait_ready() {
   local name=$1 deadline=$2 log
   log=$(log_file "$name")
@@ -199,28 +171,6 @@ wait_ready() {
       return "$EXIT_FAILED"
     }
     sleep 0.2
-  done
-}
-
-# Waits until `p2pshare peers --json` lists every given peer, failing fast if one of them dies.
-wait_listed() {
-  local deadline=$1
-  shift
-  local json name
-  local -a missing
-  while :; do
-    json=$(cli peers --json 2>/dev/null) || json=
-    missing=()
-    for name in "$@"; do
-      peer_alive_pid "$name" >/dev/null || { fail_peer_died "$name"; return; }
-      grep -Eq "\"name\"[[:space:]]*:[[:space:]]*\"$name\"" <<<"$json" || missing+=("$name")
-    done
-    ((${#missing[@]} == 0)) && return 0
-    ((SECONDS < deadline)) || {
-      echo "cluster.sh: not listed by 'p2pshare peers' after ${start_timeout}s: ${missing[*]}" >&2
-      return "$EXIT_FAILED"
-    }
-    sleep 0.5
   done
 }
 

@@ -57,14 +57,11 @@ pg_script=$repo_root/deploy/postgres/pg.sh
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
 readonly EXIT_FAILED=1 EXIT_USAGE=2 EXIT_REFUSED=3
-readonly MAX_HOSTS=99
 
-die() {
-  local code=$1
-  shift
-  echo "cluster.sh: $*" >&2
-  exit "$code"
-}
+# shellcheck source=../lib/cluster-common.sh
+source "$script_dir/../lib/cluster-common.sh"
+
+readonly MAX_HOSTS=99
 
 usage() {
   sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}" >&2
@@ -106,12 +103,6 @@ bridge_ip() { echo "$net.1"; }
 netns_name() { echo "$prefix-$1"; }
 veth_name() { echo "$prefix-v$(peer_index "$1")"; }
 peer_ip() { echo "$net.$((10 + $(peer_index "$1")))"; }
-
-peer_index() {
-  local name=$1
-  [[ $name =~ ^peer-([1-9][0-9]*)$ ]] || die "$EXIT_USAGE" "invalid peer name '$name' (expected peer-1..peer-N)"
-  echo "${BASH_REMATCH[1]}"
-}
 
 all_peer_names() {
   local i
@@ -179,16 +170,6 @@ peer_alive_pid() {
   cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
   [[ $cmdline == *p2pshare-peer*"--name $name --data-dir $(data_dir "$name") "* ]] || return 1
   echo "$pid"
-}
-
-peer_command() {
-  local apphost=${peer_dll%.dll}
-  if [[ -x $apphost ]]; then
-    echo "$apphost"
-  else
-    echo dotnet
-    echo "$peer_dll"
-  fi
 }
 
 # Every process of a host, whoever started it (peer, its workers, strays of a crashed run).
@@ -377,14 +358,6 @@ start_peer() {
   echo "started $name (pid $!, host $ns, $(peer_ip "$name"):$gateway_port)"
 }
 
-fail_peer_died() {
-  local name=$1 log
-  log=$(log_file "$name")
-  echo "cluster.sh: $name exited during start; last lines of $log:" >&2
-  tail -n 30 -- "$log" >&2 || true
-  return "$EXIT_FAILED"
-}
-
 wait_ready() {
   local name=$1 deadline=$2 log
   log=$(log_file "$name")
@@ -401,29 +374,6 @@ wait_ready() {
 
 cli() {
   P2PSHARE_NETNS_DIR=$lab_dir timeout 30 "$script_dir/p2pshare" "$@"
-}
-
-# Waits until `p2pshare peers --json` (the tracker, fed by silos that membership holds active)
-# lists every given peer, failing fast if one of them dies.
-wait_listed() {
-  local deadline=$1
-  shift
-  local json name
-  local -a missing
-  while :; do
-    json=$(cli peers --json 2>/dev/null) || json=
-    missing=()
-    for name in "$@"; do
-      peer_alive_pid "$name" >/dev/null || { fail_peer_died "$name"; return; }
-      grep -Eq "\"name\"[[:space:]]*:[[:space:]]*\"$name\"" <<<"$json" || missing+=("$name")
-    done
-    ((${#missing[@]} == 0)) && return 0
-    ((SECONDS < deadline)) || {
-      echo "cluster.sh: not listed by 'p2pshare peers' after ${start_timeout}s: ${missing[*]}" >&2
-      return "$EXIT_FAILED"
-    }
-    sleep 0.5
-  done
 }
 
 # TERMs the given peers together, waits for them with one deadline, KILLs the rest. A peer whose
