@@ -59,6 +59,10 @@ public enum TaskErrorKind
 /// off before it finishes; null means the origin peer's default (3). A task that fails by itself
 /// (exception, timeout, compile error) is never retried.
 /// </param>
+/// <param name="Language">
+/// What <see cref="Program"/> is written in: <see cref="TaskLanguages.CSharp"/> (default) or
+/// <see cref="TaskLanguages.Python"/>. Routed only to peers that advertise that runtime.
+/// </param>
 [GenerateSerializer, Immutable]
 public sealed record TaskSpec(
     [property: Id(0)] string Program,
@@ -68,7 +72,25 @@ public sealed record TaskSpec(
     [property: Id(4)] TimeSpan? Timeout,
     [property: Id(5)] string Submitter,
     [property: Id(6)] string? PinnedPeer,
-    [property: Id(7)] int? MaxRetries = null);
+    [property: Id(7)] int? MaxRetries = null,
+    [property: Id(8)] string Language = TaskLanguages.CSharp);
+
+/// <summary>The languages tasks can be written in; also the runtime names peers advertise.</summary>
+public static class TaskLanguages
+{
+    public const string CSharp = "csharp";
+    public const string Python = "python";
+
+    public static readonly IReadOnlyList<string> All = [CSharp, Python];
+
+    /// <summary>The canonical name of a language, or null when it is not one we know.</summary>
+    public static string? Normalize(string? language) => language?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "csharp" or "c#" or "cs" => CSharp,
+        "python" or "python3" or "py" => Python,
+        _ => null,
+    };
+}
 
 /// <summary>
 /// A job: its current (or final) attempt's record plus the history of attempts. The same type

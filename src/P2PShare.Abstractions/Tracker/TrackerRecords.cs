@@ -28,6 +28,16 @@ public sealed record LoadReport(
     [property: Id(15)] long Sequence,
     [property: Id(16)] long TasksAccepted)
 {
+    /// <summary>Task languages this peer can run (<see cref="Compute.TaskLanguages"/>); C# always, Python when python3 is there.</summary>
+    [Id(17)]
+    public ImmutableArray<string> Runtimes { get; init; } = [Compute.TaskLanguages.CSharp];
+
+    /// <summary>The peer's seed-protocol endpoint (<c>ip:port</c>) when it listens on one; null otherwise.</summary>
+    [Id(18)]
+    public string? LegacyEndpoint { get; init; }
+
+    public bool CanRun(string language) => Runtimes.Contains(language);
+
     /// <summary>Work per slot: (running + queued) / slots, as the peer itself sees it.</summary>
     public double CpuLoad => Slots <= 0 ? 0 : (double)(RunningTasks + QueuedTasks) / Slots;
 }
@@ -56,9 +66,12 @@ public sealed record PeerStatus(
 }
 
 /// <summary>What a caller needs from the peer the tracker picks.</summary>
+/// <param name="Exclude">Peers not to pick (they already failed this task).</param>
+/// <param name="Language">Only peers that advertise this runtime; null means any peer.</param>
 [GenerateSerializer, Immutable]
 public sealed record PickRequest(
-    [property: Id(0)] ImmutableArray<string> Exclude)
+    [property: Id(0)] ImmutableArray<string> Exclude,
+    [property: Id(1)] string? Language = null)
 {
     public static PickRequest Any { get; } = new(ImmutableArray<string>.Empty);
 }

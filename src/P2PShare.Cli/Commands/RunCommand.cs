@@ -16,9 +16,15 @@ public static class RunCommand
     /// <summary>The peers' own limit (Compute options), checked here too so a typo is a usage error.</summary>
     private const int MaxRetriesLimit = 10;
 
+    /// <summary>--lang if given, else python for a .py file, else C#.</summary>
+    internal static string LanguageOf(string? lang, string? file) =>
+        lang is not null ? TaskLanguages.Normalize(lang)!
+        : file is not null && file.EndsWith(".py", StringComparison.OrdinalIgnoreCase) ? TaskLanguages.Python
+        : TaskLanguages.CSharp;
+
     public static Command Create(CommandRunner runner)
     {
-        var file = new Argument<string?>("FILE") { Description = "C# script file with top-level methods", Arity = ArgumentArity.ZeroOrOne };
+        var file = new Argument<string?>("FILE") { Description = "Program file: C# script with top-level methods, or Python (.py)", Arity = ArgumentArity.ZeroOrOne };
         var code = new Option<string?>("--code") { Description = "Program text instead of FILE", HelpName = "TEXT" };
         var function = new Option<string?>("--function") { Description = "Function to call (default: main, or the only one)", HelpName = "F" };
         var args = new Option<string?>("--args") { Description = "Arguments as a JSON array, e.g. '[7]'", HelpName = "JSON" };
@@ -28,13 +34,15 @@ public static class RunCommand
         var timeout = new Option<double?>("--timeout") { Description = "Seconds before the task is killed (default: the peer's, 60)", HelpName = "S" };
         var detach = new Option<bool>("--detach") { Description = "Print the job id and return at once" };
         var retries = new Option<int?>("--max-retries") { Description = $"Re-runs on another peer if its peer dies (default: the origin's, 3; 0..{MaxRetriesLimit})", HelpName = "N" };
+        var lang = new Option<string?>("--lang") { Description = "Language of the program: csharp (default) or python (default for a .py FILE)", HelpName = "LANG" };
         var submitter = new Option<string?>("--submitter") { Description = "Who is asking, for fair scheduling (default $P2PSHARE_SUBMITTER or user@host)", HelpName = "NAME" };
         CommonOptions.AddCheck(timeout, t => t is null or > 0, "--timeout must be positive");
+        CommonOptions.AddCheck(lang, l => l is null || TaskLanguages.Normalize(l) is not null, $"--lang must be one of: {string.Join(", ", TaskLanguages.All)}");
         CommonOptions.AddCheck(retries, r => r is null or >= 0 and <= MaxRetriesLimit, $"--max-retries must be 0..{MaxRetriesLimit}");
 
-        var command = new Command("run", "Run a C# program on the least-loaded peer (or the origin, if confidential)")
+        var command = new Command("run", "Run a C# or Python program on the least-loaded peer (or the origin, if confidential)")
         {
-            file, code, function, args, each, confidential, on, timeout, retries, detach, submitter,
+            file, code, lang, function, args, each, confidential, on, timeout, retries, detach, submitter,
         };
         command.SetAction((parse, ct) => runner.RunAsync(parse, ct, async ctx =>
         {
@@ -45,8 +53,9 @@ public static class RunCommand
             var origin = await ctx.Cluster.ResolvePeerAsync(null, ctx.Cancel).ConfigureAwait(false);
             var who = Submitter(parse.GetValue(submitter));
             var seconds = parse.GetValue(timeout);
+            var language = LanguageOf(parse.GetValue(lang), parse.GetValue(file));
             var specs = argSets.Select(a => new TaskSpec(program, parse.GetValue(function), a, parse.GetValue(confidential),
-                seconds is { } s ? TimeSpan.FromSeconds(s) : null, who, parse.GetValue(on), parse.GetValue(retries))).ToList();
+                seconds is { } s ? TimeSpan.FromSeconds(s) : null, who, parse.GetValue(on), parse.GetValue(retries), language)).ToList();
 
             var jobs = await SubmitAllAsync(ctx, origin, specs).ConfigureAwait(false);
             if (parse.GetValue(detach))

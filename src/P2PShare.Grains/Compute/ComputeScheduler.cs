@@ -109,6 +109,12 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
         }
     }
 
+    /// <summary>Task languages this peer can run now; advertised in every load report.</summary>
+    public IReadOnlyList<string> Runtimes => [TaskLanguages.CSharp];
+
+    /// <summary>Why <paramref name="language"/> is not in <see cref="Runtimes"/>, for error messages.</summary>
+    public string RuntimeMissingReason(string language) => $"this peer has no {language} runtime";
+
     /// <summary>Why <see cref="CanAccept"/> is false, for error messages; null when it is true.</summary>
     public string? UnavailableReason
     {

@@ -393,7 +393,7 @@ public sealed partial class JobGrain(
             string pick;
             try
             {
-                pick = await tracker.PickPeerAsync(new PickRequest([.. skipped]));
+                pick = await tracker.PickPeerAsync(new PickRequest([.. skipped], S.Spec!.Language));
             }
             catch (NoPeersAvailableException) when (!firstAttempt && time.GetUtcNow() < giveUpAt)
             {

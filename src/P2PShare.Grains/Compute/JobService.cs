@@ -31,6 +31,8 @@ public sealed partial class JobService(
             throw new PeerUnavailableException(identity.Name, "its worker pool cannot take tasks now");
         var spec = assignment.Spec;
         var timeout = Validate(spec);
+        if (!scheduler.Runtimes.Contains(spec.Language))
+            throw new InvalidArgumentException($"peer '{identity.Name}' cannot run {spec.Language} tasks: {scheduler.RuntimeMissingReason(spec.Language)}");
         var record = jobs.Create(assignment, identity.Name);
         LogAccepted(record.JobId, assignment.Attempt, assignment.Origin, spec.Submitter, spec.Confidential);
         _ = Task.Run(() => RunAsync(record, timeout));
@@ -123,6 +125,8 @@ public sealed partial class JobService(
 
     private TimeSpan Validate(TaskSpec spec)
     {
+        if (TaskLanguages.Normalize(spec.Language) != spec.Language)
+            throw new InvalidArgumentException($"unknown task language '{spec.Language}' (known: {string.Join(", ", TaskLanguages.All)})");
         if (string.IsNullOrWhiteSpace(spec.Program)) throw new InvalidArgumentException("the program is empty");
         if (string.IsNullOrWhiteSpace(spec.Submitter)) throw new InvalidArgumentException("a task needs a submitter");
         try

@@ -62,7 +62,11 @@ public sealed partial class LoadReporter : ILifecycleParticipant<ISiloLifecycle>
             DiskUsed: diskUsed + diskReserved, DiskQuota: _files.QuotaBytes, DiskFiles: diskFiles,
             ReportInterval: _options.ReportInterval, StartedUtc: _identity.StartedUtc,
             SentUtc: _time.GetUtcNow().UtcDateTime, Sequence: Interlocked.Increment(ref _sequence),
-            TasksAccepted: cpu.TasksAccepted);
+            TasksAccepted: cpu.TasksAccepted)
+        {
+            Runtimes = [.. _scheduler.Runtimes],
+            LegacyEndpoint = _identity.LegacyEndpoint,
+        };
     }
 
     public void Dispose()

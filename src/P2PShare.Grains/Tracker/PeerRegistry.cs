@@ -86,9 +86,16 @@ public sealed class PeerRegistry(TimeProvider time, int missedReportsLimit)
         Entry? best = null;
         var bestLoad = double.MaxValue;
         var ties = 0;
+        var wrongRuntime = 0;
         foreach (var entry in _peers.Values)
         {
             if (request.Exclude.Contains(entry.Report.Peer) || IsSilent(entry, now)) continue;
+            if (request.Language is { } language && !entry.Report.CanRun(language))
+            {
+                wrongRuntime++;
+                continue;
+            }
+
             entry.Expire(now - ReservationLifetime);
             var load = entry.ToStatus().EffectiveLoad;
             if (load < bestLoad - 1e-9)
@@ -102,8 +109,9 @@ public sealed class PeerRegistry(TimeProvider time, int missedReportsLimit)
         }
 
         if (best is null)
-            throw new NoPeersAvailableException(_peers.Count == 0
-                ? "no peers are registered with the tracker"
+            throw new NoPeersAvailableException(
+                _peers.Count == 0 ? "no peers are registered with the tracker"
+                : wrongRuntime > 0 ? $"no live peer can run {request.Language} tasks ({wrongRuntime} live peer(s) lack that runtime)"
                 : "no live peer fits the request");
 
         best.Reserve(now);
