@@ -14,6 +14,10 @@
 #                               wipe a cluster with: rm -rf .local/cluster
 #   P2PSHARE_SILO_PORT_BASE     silo port of peer-1; peer-k uses base+k-1 (default 11111)
 #   P2PSHARE_GATEWAY_PORT_BASE  gateway port of peer-1; peer-k uses base+k-1 (default 30000)
+#   P2PSHARE_LEGACY_PORT_BASE   seed-protocol (original Python system) peer port of peer-1; peer-k
+#                               uses base+k-1 (default 9000; "off": no seed-protocol ports)
+#   P2PSHARE_TRACKER_LEGACY_PORT
+#                               seed-protocol tracker port, served by peer-1 (default 8888; "off": none)
 #   P2PSHARE_START_TIMEOUT      seconds `up`/`start` wait for the peers (default 90)
 #   P2PSHARE_STOP_TIMEOUT       seconds a peer gets to exit after SIGTERM (default 20)
 #
@@ -27,6 +31,8 @@ repo_root=$(cd -- "$script_dir/../.." && pwd)
 cluster_dir=${P2PSHARE_CLUSTER_DIR:-$repo_root/.local/cluster}
 silo_base=${P2PSHARE_SILO_PORT_BASE:-11111}
 gateway_base=${P2PSHARE_GATEWAY_PORT_BASE:-30000}
+legacy_base=${P2PSHARE_LEGACY_PORT_BASE:-9000}
+tracker_legacy_port=${P2PSHARE_TRACKER_LEGACY_PORT:-8888}
 start_timeout=${P2PSHARE_START_TIMEOUT:-90}
 stop_timeout=${P2PSHARE_STOP_TIMEOUT:-20}
 
@@ -53,6 +59,18 @@ mkdir_abs() {
   (cd -- "$1" && pwd)
 }
 
+check_port_settings() {
+  if ! is_uint "$silo_base" || ! is_uint "$gateway_base"; then
+    die "$EXIT_USAGE" "port bases must be integers"
+  fi
+  if [[ $legacy_base != off ]] && ! is_uint "$legacy_base"; then
+    die "$EXIT_USAGE" "P2PSHARE_LEGACY_PORT_BASE must be an integer or 'off', got '$legacy_base'"
+  fi
+  if [[ $tracker_legacy_port != off ]] && ! is_uint "$tracker_legacy_port"; then
+    die "$EXIT_USAGE" "P2PSHARE_TRACKER_LEGACY_PORT must be an integer or 'off', got '$tracker_legacy_port'"
+  fi
+}
+
 run_dir() { echo "$cluster_dir/run"; }
 log_file() { echo "$cluster_dir/logs/$1.log"; }
 pid_file() { echo "$cluster_dir/run/$1.pid"; }
@@ -69,14 +87,24 @@ load_cluster_env() {
       size) cluster_size=$value ;;
       silo_base) silo_base=$value ;;
       gateway_base) gateway_base=$value ;;
+      legacy_base) legacy_base=$value ;;
+      tracker_legacy_port) tracker_legacy_port=$value ;;
     esac
   done <"$env_file"
   is_uint "${cluster_size:-}" && is_uint "$silo_base" && is_uint "$gateway_base"
 }
 
 save_cluster_env() {
-  printf 'size=%s\nsilo_base=%s\ngateway_base=%s\n' "$cluster_size" "$silo_base" "$gateway_base" \
-    >"$cluster_dir/cluster.env"
+  printf 'size=%s\nsilo_base=%s\ngateway_base=%s\nlegacy_base=%s\ntracker_legacy_port=%s\n' \
+    "$cluster_size" "$silo_base" "$gateway_base" "$legacy_base" "$tracker_legacy_port" >"$cluster_dir/cluster.env"
+}
+
+# The ports peer number $1 listens on: silo, gateway, and the seed-protocol ones when enabled.
+peer_ports() {
+  local index=$1
+  echo $((silo_base + index - 1)) $((gateway_base + index - 1))
+  [[ $legacy_base == off ]] || echo $((legacy_base + index - 1))
+  if ((index == 1)) && [[ $tracker_legacy_port != off ]]; then echo "$tracker_legacy_port"; fi
 }
 
 # A PID counts only while it is still our peer: a recycled PID or a zombie (empty cmdline) is not.
@@ -149,6 +177,8 @@ start_peer() {
   local -a launcher args
   mapfile -t launcher < <(peer_command)
   args=(--name "$name" --silo-port "$silo" --gateway-port "$gateway" --data-dir "$(data_dir "$name")")
+  [[ $legacy_base == off ]] || args+=(--legacy-port $((legacy_base + index - 1)))
+  if ((index == 1)) && [[ $tracker_legacy_port != off ]]; then args+=(--tracker-legacy-port "$tracker_legacy_port"); fi
   if ((index > 1)); then
     args+=(--primary "127.0.0.1:$silo_base")
   fi
@@ -255,10 +285,13 @@ cmd_up() {
   # `up` takes the ports from the environment, not from the previous run.
   silo_base=${P2PSHARE_SILO_PORT_BASE:-11111}
   gateway_base=${P2PSHARE_GATEWAY_PORT_BASE:-30000}
+  legacy_base=${P2PSHARE_LEGACY_PORT_BASE:-9000}
+  tracker_legacy_port=${P2PSHARE_TRACKER_LEGACY_PORT:-8888}
+  check_port_settings
   cluster_size=$size
-  for ((i = 0; i < size; i++)); do
-    for port in $((silo_base + i)) $((gateway_base + i)); do
-      port_in_use "$port" && die "$EXIT_REFUSED" "port $port is already in use; choose other bases with P2PSHARE_SILO_PORT_BASE / P2PSHARE_GATEWAY_PORT_BASE"
+  for ((i = 1; i <= size; i++)); do
+    for port in $(peer_ports "$i"); do
+      port_in_use "$port" && die "$EXIT_REFUSED" "port $port is already in use; choose other ports with P2PSHARE_SILO_PORT_BASE / P2PSHARE_GATEWAY_PORT_BASE / P2PSHARE_LEGACY_PORT_BASE / P2PSHARE_TRACKER_LEGACY_PORT"
     done
   done
 
@@ -284,12 +317,16 @@ cmd_status() {
     return 0
   fi
   local name index pid state
-  printf '%-10s %8s %6s %8s  %s\n' NAME PID SILO GATEWAY STATE
+  local legacy
+  printf '%-10s %8s %6s %8s %7s  %s\n' NAME PID SILO GATEWAY LEGACY STATE
   while read -r name; do
     index=$(peer_index "$name")
     if pid=$(peer_alive_pid "$name"); then state=running; else pid=-; state=stopped; fi
-    printf '%-10s %8s %6s %8s  %s\n' "$name" "$pid" $((silo_base + index - 1)) $((gateway_base + index - 1)) "$state"
+    legacy=-
+    [[ $legacy_base == off ]] || legacy=$((legacy_base + index - 1))
+    printf '%-10s %8s %6s %8s %7s  %s\n' "$name" "$pid" $((silo_base + index - 1)) $((gateway_base + index - 1)) "$legacy" "$state"
   done < <(all_peer_names)
+  [[ $tracker_legacy_port == off ]] || echo "seed-protocol tracker port: $tracker_legacy_port (on peer-1)"
 }
 
 require_member() {
@@ -319,7 +356,7 @@ cmd_start() {
   index=$(peer_index "$name")
   if pid=$(peer_alive_pid "$name"); then die "$EXIT_REFUSED" "$name is already running (pid $pid)"; fi
   local port
-  for port in $((silo_base + index - 1)) $((gateway_base + index - 1)); do
+  for port in $(peer_ports "$index"); do
     port_in_use "$port" && die "$EXIT_REFUSED" "port $port is already in use"
   done
   build_if_needed
@@ -342,9 +379,7 @@ main() {
   (($# >= 1)) || usage
   local verb=$1
   shift
-  if ! is_uint "$silo_base" || ! is_uint "$gateway_base"; then
-    die "$EXIT_USAGE" "port bases must be integers"
-  fi
+  check_port_settings
   cluster_dir=$(mkdir_abs "$cluster_dir")
   case $verb in
     up) (($# <= 1)) || usage; cmd_up "$@" ;;

@@ -30,6 +30,9 @@ internal static class PeerHost
         ["--report-interval"] = "Tracker:ReportInterval",
         ["--slots"] = "Compute:Slots",
         ["--quantum"] = "Compute:Quantum",
+        ["--legacy-port"] = "Legacy:PeerPort",
+        ["--tracker-legacy-port"] = "Legacy:TrackerPort",
+        ["--legacy-bind"] = "Legacy:BindAddress",
     };
 
     public static IConfiguration LoadConfiguration(string[] args) =>
@@ -63,6 +66,7 @@ internal static class PeerHost
         builder.Services.Configure<DiskOptions>(configuration.GetSection(DiskOptions.Section));
         builder.Services.Configure<TrackerOptions>(configuration.GetSection(TrackerOptions.Section));
         builder.Services.Configure<ComputeOptions>(configuration.GetSection(ComputeOptions.Section));
+        builder.Services.Configure<LegacyOptions>(configuration.GetSection(LegacyOptions.Section));
 
         var dataDir = Path.GetFullPath(string.IsNullOrWhiteSpace(peer.DataDir) ? Path.Combine("data", peer.Name) : peer.DataDir);
         builder.UseOrleans(silo =>

@@ -25,6 +25,12 @@ internal static class Usage
           --report-interval T    load report period (Tracker:ReportInterval, default 00:00:02)
           --slots N              tasks run at once (Compute:Slots, default: processor count)
           --quantum T            time slice (Compute:Quantum, default 00:00:00.100)
+          --legacy-port N        serve the original Python system's peer protocol on this port, e.g. 9000
+                                 (Legacy:PeerPort; default: off)
+          --tracker-legacy-port N
+                                 serve the original tracker protocol on this port, e.g. 8888
+                                 (Legacy:TrackerPort; default: off; any peer may host it)
+          --legacy-bind IP       address of both seed-protocol ports (Legacy:BindAddress, default 0.0.0.0)
 
         Every setting can also come from appsettings.json next to the executable, from environment
         variables P2PSHARE__SECTION__KEY (e.g. P2PSHARE__PEER__NAME=peer-1), or as --Section:Key=value.

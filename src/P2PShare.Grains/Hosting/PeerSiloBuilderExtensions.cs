@@ -2,6 +2,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Orleans.Hosting;
 using P2PShare.Compute;
+using P2PShare.Legacy;
 using P2PShare.Files;
 using P2PShare.Memory;
 using P2PShare.Peers;
@@ -30,6 +31,8 @@ public static class PeerSiloBuilderExtensions
         services.AddOptions<TrackerOptions>().ValidateOnStart();
         services.AddSingleton<IValidateOptions<ComputeOptions>, OptionsValidator>();
         services.AddOptions<ComputeOptions>().ValidateOnStart();
+        services.AddSingleton<IValidateOptions<LegacyOptions>, OptionsValidator>();
+        services.AddOptions<LegacyOptions>().ValidateOnStart();
 
         services.AddSingleton<PeerIdentity>();
         services.AddSingleton<MemoryStore>();
@@ -43,6 +46,8 @@ public static class PeerSiloBuilderExtensions
         services.AddSingleton<LoadReporter>();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, UniquePeerNameCheck>();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(sp => sp.GetRequiredService<LoadReporter>());
+        services.AddSingleton<LegacyGateway>();
+        services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(sp => sp.GetRequiredService<LegacyGateway>());
 
         silo.AddPlacementDirector<PeerPlacementStrategy, PeerPlacementDirector>();
         return silo;

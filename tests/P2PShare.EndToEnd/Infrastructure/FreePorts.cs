@@ -15,17 +15,28 @@ public static class FreePorts
     /// <summary>Two disjoint bases, each followed by <paramref name="count"/> ports free right now.</summary>
     public static (int SiloBase, int GatewayBase) PickBases(int count)
     {
-        var silo = FindRun(count, exclude: null);
-        var gateway = FindRun(count, exclude: (silo, count));
-        return (silo, gateway);
+        var runs = PickRuns(count, 2);
+        return (runs[0], runs[1]);
     }
 
-    private static int FindRun(int count, (int Start, int Count)? exclude)
+    /// <summary><paramref name="runs"/> disjoint bases, each followed by <paramref name="count"/> ports free right now.</summary>
+    public static int[] PickRuns(int count, int runs)
+    {
+        var starts = new List<int>();
+        for (var i = 0; i < runs; i++)
+        {
+            starts.Add(FindRun(count, starts));
+        }
+
+        return [.. starts];
+    }
+
+    private static int FindRun(int count, List<int> taken)
     {
         for (var attempt = 0; attempt < 200; attempt++)
         {
             var start = Random.Shared.Next(Lowest, HighestExclusive - count);
-            if (exclude is { } taken && start < taken.Start + taken.Count && taken.Start < start + count)
+            if (taken.Any(t => start < t + count && t < start + count))
             {
                 continue;
             }

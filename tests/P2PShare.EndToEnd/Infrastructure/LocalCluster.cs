@@ -28,6 +28,12 @@ public class LocalCluster : IAsyncLifetime
 
     public int GatewayPortBase { get; private set; }
 
+    /// <summary>Seed-protocol peer port of peer-1; peer-k listens on base+k-1.</summary>
+    public int LegacyPortBase { get; private set; }
+
+    /// <summary>Seed-protocol tracker port, served by peer-1.</summary>
+    public int TrackerLegacyPort { get; private set; }
+
     public IEnumerable<string> PeerNames => Enumerable.Range(1, Size).Select(i => $"peer-{i}");
 
     public async Task InitializeAsync()
@@ -61,9 +67,12 @@ public class LocalCluster : IAsyncLifetime
         ProcessResult up = null!;
         for (var attempt = 1; attempt <= 3; attempt++)
         {
-            (SiloPortBase, GatewayPortBase) = FreePorts.PickBases(Size);
+            var ports = FreePorts.PickRuns(Size, 4);
+            (SiloPortBase, GatewayPortBase, LegacyPortBase, TrackerLegacyPort) = (ports[0], ports[1], ports[2], ports[3]);
             _environment["P2PSHARE_SILO_PORT_BASE"] = SiloPortBase.ToString();
             _environment["P2PSHARE_GATEWAY_PORT_BASE"] = GatewayPortBase.ToString();
+            _environment["P2PSHARE_LEGACY_PORT_BASE"] = LegacyPortBase.ToString();
+            _environment["P2PSHARE_TRACKER_LEGACY_PORT"] = TrackerLegacyPort.ToString();
             up = await ClusterScriptAsync(UpTimeout, "up", Size.ToString());
             if (up.ExitCode != PortInUseExitCode)
             {
