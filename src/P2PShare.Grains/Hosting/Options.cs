@@ -100,8 +100,8 @@ public sealed class OptionsValidator :
         if (o.PeerPort is > 0 && o.PeerPort == o.TrackerPort) errors.Add("Legacy:PeerPort and Legacy:TrackerPort must differ");
         if (!System.Net.IPAddress.TryParse(o.BindAddress, out _)) errors.Add($"Legacy:BindAddress '{o.BindAddress}' is not an IP address");
         if (o.MaxFrameBytes < 1024) errors.Add("Legacy:MaxFrameBytes must be at least 1024");
-        if (o.MaxBufferedBytes < (long)o.MaxFrameBytes * 7 / 4)
-            errors.Add("Legacy:MaxBufferedBytes must be at least 1.75 x Legacy:MaxFrameBytes (a message and its decoded file)");
+        if (o.MaxBufferedBytes < o.MaxFrameBytes)
+            errors.Add("Legacy:MaxBufferedBytes must be at least Legacy:MaxFrameBytes");
         if (o.MaxFileBytes < 0 || o.MaxFileBytes > (long)o.MaxFrameBytes * 3 / 4)
             errors.Add("Legacy:MaxFileBytes must fit a message in base64: at most 3/4 of Legacy:MaxFrameBytes");
         if (o.MaxConnections < 1) errors.Add("Legacy:MaxConnections must be at least 1");
@@ -267,7 +267,10 @@ public sealed class LegacyOptions
     /// <summary>Connections served at once; more are closed at once.</summary>
     public int MaxConnections { get; set; } = 256;
 
-    /// <summary>Bytes of message bodies being received at once over all connections; bounds the gateway's memory.</summary>
+    /// <summary>
+    /// Bytes of large message bodies (over 64 KiB) held at once over all connections, counted as they
+    /// arrive; bounds the gateway's memory. A body that finds no room within the stall timeout is refused.
+    /// </summary>
     public long MaxBufferedBytes { get; set; } = 512 * Bytes.MiB;
 
     /// <summary>How long a connection may sit between messages before it is closed.</summary>

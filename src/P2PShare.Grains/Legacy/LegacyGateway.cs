@@ -42,7 +42,12 @@ public sealed partial class LegacyGateway(
         var budget = new ByteBudget(o.MaxBufferedBytes);
         var endpoints = new LegacyEndpoints(grains, time);
         if (o.PeerPort is { } peerPort)
+        {
             PeerEndpoint = Open("peer", new LegacyPeerHandler(grains, identity, reporter, endpoints, o, compute.Value), address, peerPort, "--legacy-port");
+            identity.LegacyPortOpened(PeerEndpoint.Port);
+            reporter.ReportSoon(); // the tracker learns the endpoint now, not at the next interval
+        }
+
         if (o.TrackerPort is { } trackerPort)
             TrackerEndpoint = Open("tracker", new LegacyTrackerHandler(grains, endpoints), address, trackerPort, "--tracker-legacy-port");
         return Task.CompletedTask;

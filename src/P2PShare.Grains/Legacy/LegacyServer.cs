@@ -15,7 +15,7 @@ namespace P2PShare.Legacy;
 /// many bytes of UTF-8 JSON, one reply per request, any number of requests per connection.
 /// Hostile input costs the sender, not the peer: a length over <see cref="LegacyOptions.MaxFrameBytes"/>
 /// is refused before anything is allocated, a body's buffer grows only as its bytes actually arrive,
-/// all bodies together stay within <see cref="LegacyOptions.MaxBufferedBytes"/>, a silent or trickling
+/// the bodies above 64 KiB together stay within <see cref="LegacyOptions.MaxBufferedBytes"/>, a silent or trickling
 /// client is dropped (<see cref="LegacyOptions.IdleTimeout"/>, <see cref="LegacyOptions.StallTimeout"/>,
 /// and a minimum average rate), and when <see cref="LegacyOptions.MaxConnections"/> are open the
 /// connection idle the longest makes room for the new one. Malformed messages get an ERROR reply
@@ -158,7 +158,7 @@ internal sealed partial class LegacyServer : IAsyncDisposable
                 }
                 finally
                 {
-                    _budget.Release(frame.Reserved);
+                    if (frame.Reserved > 0) _budget.Release(frame.Reserved);
                     connection.Busy = false;
                     connection.Touch();
                 }
@@ -253,11 +253,10 @@ internal sealed partial class LegacyServer : IAsyncDisposable
         if (length > (uint)_options.MaxFrameBytes)
             return Frame.Broken($"a message of {length} bytes is larger than this gateway's limit of {_options.MaxFrameBytes} bytes (Legacy:MaxFrameBytes)");
 
-        // Room for the body and for what decoding it may take (a base64 file decodes to 3/4 of its size).
-        var reserve = (long)length * 7 / 4;
-        if (!await _budget.TryAcquireAsync(reserve, _options.StallTimeout, token).ConfigureAwait(false))
-            return Frame.Broken($"the gateway is busy receiving other large messages ({Bytes.Format(_budget.Used)} in flight); try again");
-
+        // Small messages are always read: connections are bounded, so their buffers are too. A larger
+        // body takes room in the shared budget as its bytes arrive (not as declared), so the budget is
+        // held only by bytes a client really sent.
+        var reserved = 0L;
         var handedOver = false;
         try
         {
@@ -267,7 +266,15 @@ internal sealed partial class LegacyServer : IAsyncDisposable
             var started = Stopwatch.GetTimestamp();
             while (filled < length)
             {
-                if (filled == buffer.Length) Array.Resize(ref buffer, (int)Math.Min(length, (long)buffer.Length * 2));
+                if (filled == buffer.Length)
+                {
+                    var grown = (int)Math.Min(length, (long)buffer.Length * 2);
+                    if (!await _budget.TryAcquireAsync(grown - buffer.Length, _options.StallTimeout, token).ConfigureAwait(false))
+                        return Frame.Broken($"the gateway is busy receiving other large messages ({Bytes.Format(_budget.Used)} held); try again");
+                    reserved += grown - buffer.Length;
+                    Array.Resize(ref buffer, grown);
+                }
+
                 var left = allowance - Stopwatch.GetElapsedTime(started);
                 if (left <= TimeSpan.Zero)
                     return Frame.Broken($"too slow: {filled} of {length} bytes arrived in {allowance.TotalSeconds:0} s");
@@ -287,11 +294,11 @@ internal sealed partial class LegacyServer : IAsyncDisposable
             }
 
             handedOver = true;
-            return new Frame(buffer, (int)length, reserve, null, false, false);
+            return new Frame(buffer, (int)length, reserved, null, false, false);
         }
         finally
         {
-            if (!handedOver) _budget.Release(reserve);
+            if (!handedOver && reserved > 0) _budget.Release(reserved);
         }
     }
 

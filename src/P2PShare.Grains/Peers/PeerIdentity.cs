@@ -15,7 +15,14 @@ public sealed class PeerIdentity(ILocalSiloDetails silo, TimeProvider time, IOpt
     /// Where seed-protocol clients reach this peer (<c>ip:port</c>, the silo's advertised address and
     /// <see cref="LegacyOptions.PeerPort"/>); null when the peer does not speak the seed protocol.
     /// </summary>
-    public string? LegacyEndpoint => legacy.Value.PeerPort is { } port ? $"{silo.SiloAddress.Endpoint.Address}:{port}" : null;
+    public string? LegacyEndpoint => legacy.Value.PeerPort is not null && Volatile.Read(ref _legacyPort) is > 0 and var bound
+        ? $"{silo.SiloAddress.Endpoint.Address}:{bound}"
+        : null; // off, or not open yet
+
+    private int _legacyPort;
+
+    /// <summary>Called by the gateway once the seed-protocol peer port is open (its real port when 0 was asked).</summary>
+    public void LegacyPortOpened(int port) => Volatile.Write(ref _legacyPort, port);
 
     public DateTime StartedUtc { get; } = time.GetUtcNow().UtcDateTime;
 }

@@ -156,6 +156,9 @@ public sealed partial class LoadReporter : ILifecycleParticipant<ISiloLifecycle>
         }
     }
 
+    /// <summary>Sends a report soon (rate-limited like any change), e.g. after this peer opened a new port.</summary>
+    public void ReportSoon() => Signal();
+
     private void Signal()
     {
         try
