@@ -40,6 +40,17 @@ if [[ -z ${P2PSHARE_TEST_PG:-} ]]; then
   fi
 fi
 
+# python3 runs Python tasks in the peers and the seed-protocol client in the end-to-end tests.
+if ! command -v python3 >/dev/null; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    echo "installing python3 (Python tasks and the seed-protocol tests need it)" >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3; } </dev/null >&2 ||
+      echo "warning: could not install python3; Python tests will fail" >&2
+  else
+    echo "warning: python3 is not installed; Python tests will fail (install it: apt-get install python3)" >&2
+  fi
+fi
+
 status=0
 dotnet build P2PShare.sln -c Release -nologo -v:q </dev/null || status=$?
 # -m:1 runs the test projects one after another: the cluster tests' timing assertions (time

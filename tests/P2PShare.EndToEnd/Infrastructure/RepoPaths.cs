@@ -16,6 +16,9 @@ public static class RepoPaths
 
     public static string CliDll => Path.Combine(Root, "src", "P2PShare.Cli", "bin", "Release", "net10.0", "p2pshare.dll");
 
+    /// <summary>Our stdlib-only seed-protocol client.</summary>
+    public static string LegacyClient => Path.Combine(Root, "tests", "legacy-client", "p2pshare_legacy.py");
+
     public static string NetnsScript => Path.Combine(Root, "deploy", "netns", "cluster.sh");
 
     public static string NetnsCliWrapper => Path.Combine(Root, "deploy", "netns", "p2pshare");
