@@ -56,9 +56,10 @@ internal sealed class LegacyPeerHandler(
                 job = await handle.WaitAsync(WaitSlice).ConfigureAwait(false);
             }
         }
-        catch (P2PShareException e) when (e.Kind is not ErrorKind.InvalidArgument and not ErrorKind.InvalidName)
+        catch (P2PShareException e)
         {
-            // Could not run anywhere (no peer with python, ...): a task result, as the original answered.
+            // Refused or could not run anywhere (no peer with python, empty program, ...): a task
+            // result with an error, as the original answered. Malformed fields were ERRORs above.
             return TaskResult(taskId, jobId: null, resultJson: null, error: e.Message, executedBy: null);
         }
 
