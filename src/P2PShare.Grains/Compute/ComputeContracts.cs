@@ -4,7 +4,10 @@ namespace P2PShare.Compute;
 
 /// <summary>One run of a compiled program in a worker process.</summary>
 /// <param name="ProgramHash">SHA-256 of the program text; workers cache loaded assemblies by it.</param>
-/// <param name="Assembly">The emitted script assembly (never loaded into the peer itself).</param>
+/// <param name="Assembly">
+/// The program as the worker takes it: for C# the emitted script assembly (never loaded into the peer
+/// itself), for Python the source text in UTF-8.
+/// </param>
 /// <param name="Function">The resolved method name to call on the script's submission object.</param>
 /// <param name="ArgsJson">A JSON array, converted to the method's parameter types in the worker.</param>
 public sealed record ExecutionRequest(
@@ -13,7 +16,8 @@ public sealed record ExecutionRequest(
     string Function,
     string ArgsJson,
     int MaxResultBytes,
-    int MaxOutputBytes);
+    int MaxOutputBytes,
+    string Language = TaskLanguages.CSharp);
 
 /// <summary>What a worker reports back. <see cref="ErrorKind"/> None means success.</summary>
 public sealed record ExecutionResult(
@@ -54,5 +58,11 @@ public interface IWorker : IAsyncDisposable
 
 public interface IWorkerFactory
 {
+    /// <summary>The task language this factory's workers run (<see cref="TaskLanguages"/>).</summary>
+    string Language => TaskLanguages.CSharp;
+
+    /// <summary>Why this runtime cannot run on this machine at all (e.g. no python3); null when it can.</summary>
+    string? Unavailable => null;
+
     Task<IWorker> StartAsync(CancellationToken cancellationToken);
 }

@@ -40,7 +40,9 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
     private readonly ComputeOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger<ComputeScheduler> _logger;
-    private readonly WorkerPool _pool;
+    // One pool of warm workers per task language this peer can run; all share the slots above.
+    private readonly Dictionary<string, WorkerPool> _pools = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string> _unavailable = new(StringComparer.Ordinal);
     private readonly long _origin;
     private readonly Dictionary<Guid, ScheduledTask> _tasks = [];
     private readonly Dictionary<string, SubmitterState> _submitters = new(StringComparer.Ordinal);
@@ -58,8 +60,14 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
     private bool _disposed;
 
     public ComputeScheduler(IWorkerFactory factory, IOptions<ComputeOptions> options, TimeProvider time, ILogger<ComputeScheduler> logger)
+        : this([factory], options, time, logger)
     {
-        ArgumentNullException.ThrowIfNull(factory);
+    }
+
+    /// <param name="factories">One per task language; a factory whose runtime is <see cref="IWorkerFactory.Unavailable"/> gets no pool.</param>
+    public ComputeScheduler(IEnumerable<IWorkerFactory> factories, IOptions<ComputeOptions> options, TimeProvider time, ILogger<ComputeScheduler> logger)
+    {
+        ArgumentNullException.ThrowIfNull(factories);
         _options = options.Value;
         ArgumentOutOfRangeException.ThrowIfLessThan(_options.Slots, 1, "Compute:Slots");
         ArgumentOutOfRangeException.ThrowIfLessThan(_options.MaxLiveWorkers, 1, "Compute:MaxLiveWorkers");
@@ -70,10 +78,23 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
         _time = time;
         _logger = logger;
         _origin = time.GetTimestamp();
-        // Idle cap above the warm count: workers coming back from busy slots are kept, not churned.
-        _pool = new WorkerPool(factory, _options.WarmWorkers, _options.WarmWorkers + _slots, _options.RecycleAfterPrograms, time, logger);
-        _pool.HealthChanged += RaiseChanged;
-        _pool.Refill();
+        foreach (var factory in factories)
+        {
+            if (factory.Unavailable is { } reason)
+            {
+                _unavailable[factory.Language] = reason;
+                continue;
+            }
+
+            // Idle cap above the warm count: workers coming back from busy slots are kept, not churned.
+            var warm = factory.Language == TaskLanguages.CSharp ? _options.WarmWorkers : Math.Min(_options.PythonWarmWorkers, _options.WarmWorkers);
+            var pool = new WorkerPool(factory, warm, warm + _slots, _options.RecycleAfterPrograms, time, logger);
+            pool.HealthChanged += RaiseChanged;
+            _pools[factory.Language] = pool;
+        }
+
+        if (_pools.Count == 0) throw new InvalidOperationException("no task language can run on this peer");
+        foreach (var pool in _pools.Values) pool.Refill();
         _loop = Task.Run(RunLoopAsync);
     }
 
@@ -105,15 +126,19 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
                 if (_disposed) return false;
             }
 
-            return !_pool.IsBroken;
+            return _pools.Values.Any(p => !p.IsBroken);
         }
     }
 
     /// <summary>Task languages this peer can run now; advertised in every load report.</summary>
-    public IReadOnlyList<string> Runtimes => [TaskLanguages.CSharp];
+    public IReadOnlyList<string> Runtimes =>
+        [.. TaskLanguages.All.Where(l => _pools.TryGetValue(l, out var pool) && !pool.IsBroken)];
 
     /// <summary>Why <paramref name="language"/> is not in <see cref="Runtimes"/>, for error messages.</summary>
-    public string RuntimeMissingReason(string language) => $"this peer has no {language} runtime";
+    public string RuntimeMissingReason(string language) =>
+        _unavailable.TryGetValue(language, out var reason) ? reason
+        : _pools.TryGetValue(language, out var pool) && pool.Failure is { } failure ? $"its {language} workers cannot start: {failure}"
+        : $"this peer has no {language} runtime";
 
     /// <summary>Why <see cref="CanAccept"/> is false, for error messages; null when it is true.</summary>
     public string? UnavailableReason
@@ -125,7 +150,9 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
                 if (_disposed) return ShuttingDown;
             }
 
-            return _pool.Failure is { } failure ? $"worker processes cannot start on this peer: {failure}" : null;
+            return _pools.Values.All(p => p.IsBroken) && _pools.Values.First().Failure is { } failure
+                ? $"worker processes cannot start on this peer: {failure}"
+                : null;
         }
     }
 
@@ -393,13 +420,18 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
         }
     }
 
+    /// <exception cref="WorkerPoolBrokenException">This peer has no pool for the task's language.</exception>
+    private WorkerPool PoolOf(ScheduledTask task) =>
+        _pools.TryGetValue(task.Request.Language, out var pool) ? pool
+        : throw new WorkerPoolBrokenException(RuntimeMissingReason(task.Request.Language));
+
     /// <summary>Worker acquisition and the run itself, on the thread pool.</summary>
     private async Task StartAsync(ScheduledTask task)
     {
         IWorker worker;
         try
         {
-            worker = await _pool.RentAsync(_stopping.Token).ConfigureAwait(false);
+            worker = await PoolOf(task).RentAsync(_stopping.Token).ConfigureAwait(false);
         }
         catch (Exception ex)
         {
@@ -437,7 +469,7 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
         if (!run)
         {
             // Cancelled while its worker was starting; the worker never ran anything.
-            _pool.Return(worker);
+            PoolOf(task).Return(worker);
             return;
         }
 
@@ -470,13 +502,13 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
 
         if (!finishedHere)
         {
-            _pool.Discard(worker, $"it was killed: {task.KilledFor}");
+            PoolOf(task).Discard(worker, $"it was killed: {task.KilledFor}");
             return;
         }
 
         // A run can complete just as its worker is stopped; never park a stopped worker in the pool.
         if (wasPaused) Signal(task, static w => w.Resume(), "resume");
-        _pool.Return(worker);
+        PoolOf(task).Return(worker);
         RaiseChanged();
     }
 
@@ -575,7 +607,7 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
 
         await _stopping.CancelAsync().ConfigureAwait(false);
         await _loop.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-        await _pool.DisposeAsync().ConfigureAwait(false);
+        foreach (var pool in _pools.Values) await pool.DisposeAsync().ConfigureAwait(false);
         RaiseChanged();
     }
 

@@ -1,3 +1,5 @@
+using System.Security.Cryptography;
+using System.Text;
 using System.Text.Json;
 using P2PShare.Hosting;
 using P2PShare.Peers;
@@ -88,22 +90,36 @@ public sealed partial class JobService(
         var spec = record.Spec;
         try
         {
-            CompiledProgram program;
-            try
+            ExecutionRequest request;
+            if (spec.Language == TaskLanguages.Python)
             {
-                program = compiler.Compile(spec.Program, spec.Function);
+                // The Python worker compiles (and caches by hash) itself; syntax errors come back as CompileError.
+                var source = Encoding.UTF8.GetBytes(spec.Program);
+                var function = string.IsNullOrEmpty(spec.Function) ? "main" : spec.Function;
+                record.Compiled(function, fromCache: false);
+                request = new ExecutionRequest(Convert.ToHexStringLower(SHA256.HashData(source)), source, function, spec.ArgsJson,
+                    _options.MaxResultBytes, _options.MaxOutputBytes, TaskLanguages.Python);
             }
-            catch (TaskRejectedException ex)
+            else
             {
-                record.Finish(JobStatus.Failed, Now(), ExecutionResult.Failure(ex.TaskError, ex.Message), TimeSpan.Zero);
-                return;
+                CompiledProgram program;
+                try
+                {
+                    program = compiler.Compile(spec.Program, spec.Function);
+                }
+                catch (TaskRejectedException ex)
+                {
+                    record.Finish(JobStatus.Failed, Now(), ExecutionResult.Failure(ex.TaskError, ex.Message), TimeSpan.Zero);
+                    return;
+                }
+
+                record.Compiled(program.Function, program.FromCache);
+                request = new ExecutionRequest(program.Hash, program.Assembly, program.Function, spec.ArgsJson,
+                    _options.MaxResultBytes, _options.MaxOutputBytes);
             }
 
-            record.Compiled(program.Function, program.FromCache);
             if (record.Snapshot().IsTerminal) return; // cancelled while compiling
 
-            var request = new ExecutionRequest(program.Hash, program.Assembly, program.Function, spec.ArgsJson,
-                _options.MaxResultBytes, _options.MaxOutputBytes);
             var task = scheduler.Submit(spec.Submitter, request, timeout);
             record.Scheduled = task;
             if (record.Snapshot().IsTerminal) scheduler.Cancel(task.Id); // cancelled in between

@@ -22,10 +22,20 @@ public sealed partial class WorkerProcessFactory(IOptions<ComputeOptions> option
         var o = options.Value;
         var workerPath = o.WorkerPath ?? Path.Combine(AppContext.BaseDirectory, "p2pshare-worker.dll");
         if (!File.Exists(workerPath)) throw new InvalidOperationException($"the sandbox worker is missing: {workerPath} (Compute:WorkerPath)");
-        var worker = await WorkerProcess.StartAsync(DotnetHost(), workerPath, o.WorkerHeapLimitBytes, logger, cancellationToken).ConfigureAwait(false);
+        var worker = await WorkerProcess.StartAsync(DotnetHost(), [workerPath], o.WorkerHeapLimitBytes, DotnetEnvironment(o.WorkerHeapLimitBytes), logger, cancellationToken).ConfigureAwait(false);
         LogStarted(worker.ProcessId, worker.StartupTime.TotalMilliseconds);
         return worker;
     }
+
+    private static Dictionary<string, string> DotnetEnvironment(long heapLimitBytes) => new()
+    {
+        ["DOTNET_GCHeapHardLimit"] = "0x" + heapLimitBytes.ToString("x", CultureInfo.InvariantCulture),
+        ["DOTNET_gcServer"] = "0",
+        ["DOTNET_TieredPGO"] = "0",
+        // No diagnostics IPC socket per worker, and no core dumps of hostile programs.
+        ["DOTNET_EnableDiagnostics"] = "0",
+        ["DOTNET_DbgEnableMiniDump"] = "0",
+    };
 
     private static string DotnetHost()
     {
@@ -111,13 +121,18 @@ public sealed partial class WorkerProcess : IWorker
         }
     }
 
-    internal static async Task<WorkerProcess> StartAsync(string dotnetHost, string workerPath, long heapLimitBytes, ILogger logger, CancellationToken cancellationToken)
+    /// <summary>
+    /// Starts <paramref name="fileName"/> with <paramref name="arguments"/> in a new empty folder and
+    /// waits for its hello frame. The process must speak <see cref="WorkerFrames"/> on stdin/stdout;
+    /// the .NET worker and the Python worker both do.
+    /// </summary>
+    internal static async Task<WorkerProcess> StartAsync(string fileName, IEnumerable<string> arguments, long heapLimitBytes,
+        IReadOnlyDictionary<string, string> environment, ILogger logger, CancellationToken cancellationToken)
     {
         var workDir = Path.Combine(Path.GetTempPath(), "p2pshare-workers", Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(workDir);
-        var start = new ProcessStartInfo(dotnetHost)
+        var start = new ProcessStartInfo(fileName)
         {
-            ArgumentList = { workerPath },
             WorkingDirectory = workDir,
             UseShellExecute = false,
             RedirectStandardInput = true,
@@ -125,12 +140,8 @@ public sealed partial class WorkerProcess : IWorker
             RedirectStandardError = true,
             CreateNoWindow = true,
         };
-        start.Environment["DOTNET_GCHeapHardLimit"] = "0x" + heapLimitBytes.ToString("x", CultureInfo.InvariantCulture);
-        start.Environment["DOTNET_gcServer"] = "0";
-        start.Environment["DOTNET_TieredPGO"] = "0";
-        // No diagnostics IPC socket per worker, and no core dumps of hostile programs.
-        start.Environment["DOTNET_EnableDiagnostics"] = "0";
-        start.Environment["DOTNET_DbgEnableMiniDump"] = "0";
+        foreach (var argument in arguments) start.ArgumentList.Add(argument);
+        foreach (var (key, value) in environment) start.Environment[key] = value;
 
         var watch = Stopwatch.StartNew();
         var process = new Process { StartInfo = start };
@@ -306,7 +317,8 @@ public sealed partial class WorkerProcess : IWorker
         // The first line of a stack overflow report is the one that matters, and it scrolls out of a tail.
         if (line.Contains("Stack overflow", StringComparison.OrdinalIgnoreCase)) _sawStackOverflow = true;
         if (_unhandled is null && line.StartsWith("Unhandled exception.", StringComparison.Ordinal)) _unhandled = line.Length > 300 ? line[..300] : line;
-        if (line.Contains("OutOfMemory", StringComparison.Ordinal) || line.Contains("Out of memory", StringComparison.OrdinalIgnoreCase)) _sawOutOfMemory = true;
+        if (line.Contains("OutOfMemory", StringComparison.Ordinal) || line.Contains("Out of memory", StringComparison.OrdinalIgnoreCase)
+            || line.StartsWith("MemoryError", StringComparison.Ordinal)) _sawOutOfMemory = true;
         lock (_stderrTail)
         {
             _stderrTail.AppendLine(line);

@@ -130,6 +130,7 @@ public sealed class OptionsValidator :
         if (o.JobRetention <= TimeSpan.Zero) errors.Add("Compute:JobRetention must be positive");
         if (o.MaxRetries is < 0 or > ComputeOptions.MaxRetriesLimit) errors.Add($"Compute:MaxRetries must be 0..{ComputeOptions.MaxRetriesLimit}");
         if (o.WorkerPath is { Length: > 0 } path && !File.Exists(path)) errors.Add($"Compute:WorkerPath '{path}' does not exist");
+        if (o.PythonWarmWorkers < 0 || o.PythonWarmWorkers > o.MaxLiveWorkers) errors.Add("Compute:PythonWarmWorkers must be 0..Compute:MaxLiveWorkers");
         return Result(errors);
     }
 
@@ -239,6 +240,15 @@ public sealed class ComputeOptions
 
     /// <summary>Path of p2pshare-worker.dll; default: next to the peer's own assemblies.</summary>
     public string? WorkerPath { get; set; }
+
+    /// <summary>The Python interpreter for Python tasks; empty switches Python tasks off. Found on PATH by default.</summary>
+    public string PythonPath { get; set; } = "python3";
+
+    /// <summary>Idle Python workers kept started (they start in ~50 ms, so fewer than for C#).</summary>
+    public int PythonWarmWorkers { get; set; } = 1;
+
+    /// <summary>Run each Python worker in an empty network namespace when the machine allows it.</summary>
+    public bool PythonNetworkNamespace { get; set; } = true;
 }
 
 /// <summary>

@@ -39,7 +39,9 @@ public static class PeerSiloBuilderExtensions
         services.AddSingleton<FileStore>();
         services.AddSingleton<ProgramCompiler>();
         services.AddSingleton<IWorkerFactory, WorkerProcessFactory>();
-        services.AddSingleton<ComputeScheduler>();
+        services.AddSingleton<IWorkerFactory, PythonWorkerFactory>();
+        services.AddSingleton(sp => new ComputeScheduler(sp.GetServices<IWorkerFactory>(),
+            sp.GetRequiredService<IOptions<ComputeOptions>>(), sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<ComputeScheduler>>()));
         services.AddSingleton<JobStore>();
         services.AddSingleton<JobService>();
         services.AddSingleton<PeerLiveness>();
