@@ -23,6 +23,10 @@ public sealed partial class LegacyGateway(
     ILogger<LegacyGateway> logger) : ILifecycleParticipant<ISiloLifecycle>
 {
     private readonly List<LegacyServer> _servers = [];
+    private ByteBudget? _budget;
+
+    /// <summary>Bytes of large messages the seed-protocol ports hold right now (see <see cref="LegacyOptions.MaxBufferedBytes"/>).</summary>
+    public long BufferedBytes => _budget?.Used ?? 0;
 
     /// <summary>The bound peer-protocol endpoint, once started (port 0 in options picks a free one).</summary>
     public IPEndPoint? PeerEndpoint { get; private set; }
@@ -39,7 +43,7 @@ public sealed partial class LegacyGateway(
         if (!IPAddress.TryParse(o.BindAddress, out var address))
             throw new LegacyPortException($"Legacy:BindAddress '{o.BindAddress}' is not an IP address");
 
-        var budget = new ByteBudget(o.MaxBufferedBytes);
+        var budget = _budget = new ByteBudget(o.MaxBufferedBytes);
         var endpoints = new LegacyEndpoints(grains, time);
         if (o.PeerPort is { } peerPort)
         {

@@ -66,7 +66,15 @@ internal sealed class LegacyPeerHandler(
         var executedBy = await endpoints.LegacyEndpointOfAsync(job.ExecutedBy).ConfigureAwait(false);
         return job.Status == JobStatus.Succeeded
             ? TaskResult(taskId, job.JobId, job.ResultJson ?? "null", error: null, executedBy)
-            : TaskResult(taskId, job.JobId, resultJson: null, job.Error ?? job.Status.ToString(), executedBy);
+            : TaskResult(taskId, job.JobId, resultJson: null, ErrorText(job), executedBy);
+    }
+
+    /// <summary><c>Kind: message</c>, as the CLI shows it (e.g. <c>TimedOut: ran longer than 2 s</c>).</summary>
+    private static string ErrorText(JobInfo job)
+    {
+        var message = job.Error ?? job.Status.ToString();
+        var kind = job.ErrorKind.ToString();
+        return job.ErrorKind == TaskErrorKind.None || message.StartsWith(kind + ":", StringComparison.Ordinal) ? message : $"{kind}: {message}";
     }
 
     private TaskSpec ReadTask(LegacyRequest request)

@@ -166,6 +166,34 @@ public sealed class LegacyGatewayTests(LegacyClusterFixture fixture) : IClassFix
     }
 
     [Fact]
+    public async Task Python_is_the_default_language_on_the_port_results_exceptions_timeouts_and_confidential()
+    {
+        var endpoints = new[] { "peer-1", "peer-2", "peer-3" }.Select(fixture.Endpoint).ToHashSet();
+        var result = await LegacyClient.CallAsync(fixture.PeerPort("peer-3"), new
+        {
+            type = "CPU_TASK", task_id = "py-1", program = "def main(x): return x * x", function = "main", args = new[] { 5 }, confidential = false,
+        });
+        Assert.Equal(25, (int)result["result"]!);
+        Assert.Null(result["error"]);
+        Assert.Contains((string)result["executed_by"]!, endpoints);
+
+        var failure = await LegacyClient.CallAsync(fixture.PeerPort("peer-3"), new { type = "CPU_TASK", task_id = "py-2", program = "def main(n):\n    return [1, 2][n]", args = new[] { 7 } });
+        Assert.Null(failure["result"]);
+        Assert.Contains("IndexError: list index out of range", (string?)failure["error"]);
+
+        var slow = await LegacyClient.CallAsync(fixture.PeerPort("peer-3"), new { type = "CPU_TASK", task_id = "py-3", program = "def main():\n    while True:\n        pass", timeout = 1.5 });
+        Assert.Null(slow["result"]);
+        Assert.Contains("TimedOut", (string?)slow["error"]);
+
+        for (var i = 0; i < 4; i++)
+        {
+            var local = await LegacyClient.CallAsync(fixture.PeerPort("peer-2"), new { type = "CPU_TASK", task_id = i, program = "def main(x): return x + 10", args = new[] { i }, confidential = true });
+            Assert.Equal(i + 10, (int)local["result"]!);
+            Assert.Equal(fixture.Endpoint("peer-2"), (string?)local["executed_by"]);
+        }
+    }
+
+    [Fact]
     public async Task Confidential_tasks_run_where_they_arrive()
     {
         foreach (var peer in new[] { "peer-1", "peer-2", "peer-3" })

@@ -162,6 +162,9 @@ public sealed class LegacyHostileInputTests(LegacyClusterFixture fixture, ITestO
                 await c.SendRawAsync(new byte[size / 2 + 1024]); // past half: its buffer is the whole message
             }
 
+            // Both bodies are in the gateway's buffers before the third client comes.
+            await Eventually.TrueAsync(() => Task.FromResult(fixture.Gateway("peer-1").BufferedBytes >= 2L * (size - 64 * 1024)),
+                TimeSpan.FromSeconds(15), "the two large messages hold the budget");
             using var trickle = new CancellationTokenSource();
             var keepAlive = Task.Run(async () =>
             {

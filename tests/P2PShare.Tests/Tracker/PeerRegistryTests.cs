@@ -132,4 +132,18 @@ public sealed class PeerRegistryTests
         var ex = Assert.Throws<NoPeersAvailableException>(() => _registry.Pick(PickRequest.Any));
         Assert.Contains("no peers", ex.Message);
     }
+
+    [Fact]
+    public void Picks_for_a_language_go_only_to_peers_that_run_it()
+    {
+        _registry.Accept(Report("both", Silo(1)) with { Runtimes = ["csharp", "python"] });
+        _registry.Accept(Report("csharp-only", Silo(2)) with { Runtimes = ["csharp"] });
+        var python = Enumerable.Range(0, 20).Select(_ => _registry.Pick(new PickRequest([], "python"))).Distinct().ToList();
+        Assert.Equal(["both"], python);
+        // C# still spreads over both (the python picks above loaded "both").
+        Assert.Equal("csharp-only", _registry.Pick(new PickRequest([], "csharp")));
+
+        var ex = Assert.Throws<NoPeersAvailableException>(() => _registry.Pick(new PickRequest(["both"], "python")));
+        Assert.Contains("no live peer can run python tasks", ex.Message);
+    }
 }
