@@ -20,14 +20,17 @@ public sealed record PeerView(
     long DiskQuota,
     long DiskFiles,
     DateTime StartedUtc,
-    DateTime LastReportUtc)
+    DateTime LastReportUtc,
+    IReadOnlyList<string> Runtimes,
+    string? LegacyEndpoint)
 {
     public static PeerView From(PeerStatus s) => new(
         s.Name, s.Report.Gateway, s.Report.Silo?.ToString() ?? "", s.Report.CpuLoad,
         s.Report.Slots, s.Report.RunningTasks, s.Report.QueuedTasks,
         s.Report.MemoryUsed, s.Report.MemoryQuota, s.Report.MemoryKeys,
         s.Report.DiskUsed, s.Report.DiskQuota, s.Report.DiskFiles,
-        s.Report.StartedUtc, s.LastReportUtc);
+        s.Report.StartedUtc, s.LastReportUtc,
+        s.Report.Runtimes.IsDefault ? [] : [.. s.Report.Runtimes], s.Report.LegacyEndpoint);
 }
 
 public static class PeersCommands
@@ -66,7 +69,7 @@ public static class PeersCommands
         }
 
         var now = DateTime.UtcNow;
-        var table = Output.NewTable("Peer", "Gateway", "CPU load", "Memory", "Disk", "Last report");
+        var table = Output.NewTable("Peer", "Gateway", "CPU load", "Memory", "Disk", "Runtimes", "Last report");
         foreach (var p in peers)
         {
             Output.AddRow(table,
@@ -76,6 +79,7 @@ public static class PeersCommands
                     $"{p.CpuLoad:0.00} ({p.RunningTasks} running, {p.QueuedTasks} queued, {p.Slots} slots)"),
                 Output.Used(p.MemoryUsed, p.MemoryQuota),
                 Output.Used(p.DiskUsed, p.DiskQuota),
+                string.Join(", ", p.Runtimes),
                 Output.Age(p.LastReportUtc, now));
         }
 
