@@ -34,6 +34,10 @@ public sealed class LegacyFuzzTests(LegacyClusterFixture fixture, ITestOutputHel
         """{"type":"GET_FILE","filename":"fuzz-file.txt"}""",
         """{"type":"STATUS"}""",
         """{"type":"PING"}""",
+        """{"type":"REGISTER","ip":"192.0.2.50","port":9000,"cpu_load":0.5}""",
+        """{"type":"UPDATE_LOAD","ip":"192.0.2.50","port":9000,"cpu_load":1.5}""",
+        """{"type":"REQUEST_CPU"}""",
+        """{"type":"UNREGISTER","ip":"192.0.2.50","port":9000}""",
     ];
 
     [Fact]
@@ -52,7 +56,10 @@ public sealed class LegacyFuzzTests(LegacyClusterFixture fixture, ITestOutputHel
 
         var tally = new Dictionary<string, int>();
         var started = DateTime.UtcNow;
-        var results = await Task.WhenAll(Enumerable.Range(0, Clients).Select(i => Task.Run(() => FuzzAsync(port, new Random(seed + i), frames / Clients))));
+        // Most clients on a peer port, two on a tracker port (another peer's), all at once.
+        var tracker = fixture.TrackerPort("peer-1");
+        var results = await Task.WhenAll(Enumerable.Range(0, Clients).Select(i =>
+            Task.Run(() => FuzzAsync(i < Clients - 2 ? port : tracker, new Random(seed + i), frames / Clients))));
         foreach (var (type, count) in results.SelectMany(r => r))
             tally[type] = tally.GetValueOrDefault(type) + count;
         output.WriteLine($"{frames} frames in {(DateTime.UtcNow - started).TotalSeconds:0.0} s; outcomes: " +
