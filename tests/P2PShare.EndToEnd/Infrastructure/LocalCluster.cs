@@ -113,6 +113,10 @@ public class LocalCluster : IAsyncLifetime
     public Task<ProcessResult> CliAsync(params string[] arguments) =>
         ProcessRunner.RunAsync(RepoPaths.CliWrapper, arguments, CliTimeout, _environment);
 
+    /// <summary>Runs any program with this cluster's environment (ports, cluster folder).</summary>
+    public Task<ProcessResult> RunWithClusterEnvironmentAsync(string file, IEnumerable<string> arguments, TimeSpan timeout) =>
+        ProcessRunner.RunAsync(file, arguments, timeout, _environment);
+
     public Task<ProcessResult> ClusterScriptAsync(TimeSpan timeout, params string[] arguments) =>
         ProcessRunner.RunAsync(RepoPaths.ClusterScript, arguments, timeout, _environment);
 

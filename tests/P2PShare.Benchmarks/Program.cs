@@ -1,0 +1,33 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using P2PShare.Benchmarks;
+using P2PShare.Cli;
+
+// p2pshare-bench: runs the benchmark scenarios against a running cluster and prints one JSON line each.
+var options = BenchOptions.Parse(args);
+if (options is null)
+{
+    Console.Error.WriteLine(BenchOptions.Usage);
+    return 2;
+}
+
+await using var cluster = await ClusterConnection.ConnectAsync(
+    new ConnectionSettings(options.Gateways, Origin: null), CancellationToken.None);
+var bench = new Scenarios(cluster, options);
+var failed = 0;
+foreach (var scenario in options.Scenarios)
+{
+    try
+    {
+        foreach (var line in await bench.RunAsync(scenario))
+            Console.WriteLine(line.ToJsonString(new JsonSerializerOptions { WriteIndented = false }));
+    }
+    catch (Exception e)
+    {
+        failed++;
+        Console.WriteLine(new JsonObject { ["scenario"] = scenario, ["error"] = e.Message.ReplaceLineEndings(" ") }.ToJsonString());
+        Console.Error.WriteLine($"p2pshare-bench: {scenario} failed: {e}");
+    }
+}
+
+return failed == 0 ? 0 : 1;

@@ -1,0 +1,308 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text.Json.Nodes;
+using P2PShare.Cli;
+using P2PShare.Compute;
+using P2PShare.Peers;
+
+namespace P2PShare.Benchmarks;
+
+/// <summary>
+/// The scenarios. Every figure is for the real path: tasks are submitted to a peer grain, routed by
+/// the tracker and run in sandbox workers; memory goes through the peer grains; files through the CLI.
+/// </summary>
+internal sealed class Scenarios(ClusterConnection cluster, BenchOptions options)
+{
+    private const string Square = "int main(int x) => x * x;";
+    private const string Spin = """
+        long main(double seconds)
+        {
+            var until = DateTime.UtcNow.AddSeconds(seconds);
+            long n = 0;
+            while (DateTime.UtcNow < until) n++;
+            return n;
+        }
+        """;
+
+    private static readonly TimeSpan WaitSlice = TimeSpan.FromSeconds(20);
+    private string[] _peers = [];
+
+    public async Task<List<JsonObject>> RunAsync(string scenario)
+    {
+        _peers = [.. (await cluster.Tracker.GetPeersAsync()).Select(p => p.Name).Order(StringComparer.Ordinal)];
+        if (_peers.Length == 0) throw new InvalidOperationException("the tracker knows no peers");
+        return scenario switch
+        {
+            "tasks" => [await TasksAsync(confidential: false), await TasksAsync(confidential: true)],
+            "compile" => [await CompileAsync()],
+            "balance" => [await BalanceAsync()],
+            "fairness" => [await FairnessAsync()],
+            "mem" => [await MemAsync(8), await MemAsync(50)],
+            "file" => [await FileAsync()],
+            _ => throw new ArgumentException(scenario),
+        };
+    }
+
+    private static TaskSpec Task(string program, string args, bool confidential = false, string submitter = "bench", string? on = null) =>
+        new(program, null, args, confidential, TimeSpan.FromSeconds(120), submitter, on);
+
+    /// <summary>Submits and waits: the submit-to-result path a user sees.</summary>
+    private async Task<JobInfo> RunOneAsync(string origin, TaskSpec spec)
+    {
+        var job = await cluster.Peer(origin).SubmitAsync(spec);
+        var handle = cluster.Client.GetJob(job.JobId);
+        while (!job.IsTerminal) job = await handle.WaitAsync(WaitSlice);
+        if (job.Status != JobStatus.Succeeded) throw new InvalidOperationException($"job {job.JobId} ended {job.Status}: {job.Error}");
+        return job;
+    }
+
+    private async Task<JsonObject> TasksAsync(bool confidential)
+    {
+        // Warm-up: every peer has compiled the program and has warm workers.
+        foreach (var peer in _peers) await RunOneAsync(peer, Task(Square, "[1]", confidential: true));
+        var samples = new Samples();
+        var next = -1;
+        var clock = Stopwatch.StartNew();
+        await System.Threading.Tasks.Task.WhenAll(Enumerable.Range(0, options.Submitters).Select(s => System.Threading.Tasks.Task.Run(async () =>
+        {
+            var origin = _peers[s % _peers.Length];
+            while (Interlocked.Increment(ref next) < options.Tasks)
+            {
+                var start = Stopwatch.GetTimestamp();
+                await RunOneAsync(origin, Task(Square, "[7]", confidential, submitter: $"bench-{s}"));
+                samples.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+            }
+        })));
+        clock.Stop();
+        return new JsonObject
+        {
+            ["scenario"] = "tasks",
+            ["confidential"] = confidential,
+            ["submitters"] = options.Submitters,
+            ["tasks"] = options.Tasks,
+            ["tasksPerSec"] = Samples.Round(options.Tasks / clock.Elapsed.TotalSeconds),
+            ["p50Ms"] = samples.Percentile(50),
+            ["p99Ms"] = samples.Percentile(99),
+            ["p999Ms"] = samples.Percentile(99.9),
+        };
+    }
+
+    private async Task<JsonObject> CompileAsync()
+    {
+        // Each "new" program differs in a constant, so it is a new text for the compile cache.
+        string Program(int k) => $"int main(int x) => x * {k + 2};";
+        var salt = RandomNumberGenerator.GetInt32(1_000_000, 9_000_000);
+        var peer = _peers[^1];
+        var first = Stopwatch.StartNew();
+        var firstJob = await RunOneAsync(peer, Task(Program(salt), "[3]", confidential: true));
+        var firstMs = first.Elapsed.TotalMilliseconds;
+        var fresh = new Samples();
+        var freshQueue = new Samples();
+        for (var i = 1; i <= (options.Quick ? 5 : 30); i++)
+        {
+            var clock = Stopwatch.StartNew();
+            var job = await RunOneAsync(peer, Task(Program(salt + i), "[3]", confidential: true));
+            fresh.Add(clock.Elapsed.TotalMilliseconds);
+            freshQueue.Add(job.QueueMs);
+        }
+
+        var cached = new Samples();
+        var cachedQueue = new Samples();
+        for (var i = 0; i < (options.Quick ? 10 : 100); i++)
+        {
+            var clock = Stopwatch.StartNew();
+            var job = await RunOneAsync(peer, Task(Program(salt), "[3]", confidential: true));
+            if (!job.CompileCached) throw new InvalidOperationException("a repeated program was not served from the compile cache");
+            cached.Add(clock.Elapsed.TotalMilliseconds);
+            cachedQueue.Add(job.QueueMs);
+        }
+
+        return new JsonObject
+        {
+            ["scenario"] = "compile",
+            ["peer"] = peer,
+            ["firstMs"] = Samples.Round(firstMs),
+            ["firstQueueMs"] = Samples.Round(firstJob.QueueMs),
+            ["newMs"] = fresh.Median,
+            ["newQueueMs"] = freshQueue.Median,
+            ["cachedMs"] = cached.Median,
+            ["cachedQueueMs"] = cachedQueue.Median,
+        };
+    }
+
+    private async Task<JsonObject> BalanceAsync()
+    {
+        const int count = 300;
+        const double seconds = 0.05;
+        var slots = (await cluster.Tracker.GetPeersAsync()).Sum(p => p.Report.Slots);
+        foreach (var peer in _peers) await RunOneAsync(peer, Task(Spin, "[0.001]", confidential: true));
+        var clock = Stopwatch.StartNew();
+        var jobs = await System.Threading.Tasks.Task.WhenAll(Enumerable.Range(0, count).Select(i =>
+            RunOneAsync(_peers[i % _peers.Length], Task(Spin, seconds.ToString(CultureInfo.InvariantCulture).Insert(0, "[") + "]", submitter: "bench"))));
+        clock.Stop();
+        var ideal = count * seconds / slots;
+        var perPeer = new JsonObject();
+        foreach (var group in jobs.GroupBy(j => j.ExecutedBy).OrderBy(g => g.Key, StringComparer.Ordinal)) perPeer[group.Key] = group.Count();
+        return new JsonObject
+        {
+            ["scenario"] = "balance",
+            ["tasks"] = count,
+            ["taskMs"] = seconds * 1000,
+            ["slots"] = slots,
+            ["perPeer"] = perPeer,
+            ["makespanMs"] = Samples.Round(clock.Elapsed.TotalMilliseconds),
+            ["idealMs"] = Samples.Round(ideal * 1000),
+            ["makespanRatio"] = Samples.Round(clock.Elapsed.TotalSeconds / ideal),
+        };
+    }
+
+    private async Task<JsonObject> FairnessAsync()
+    {
+        var peer = _peers[0];
+        var slots = (await cluster.Tracker.GetPeersAsync()).Single(p => p.Name == peer).Report.Slots;
+        await RunOneAsync(peer, Task(Square, "[1]", on: peer, submitter: "batch"));
+        var longSeconds = options.Quick ? 3 : 10;
+        var longJobs = new List<JobInfo>();
+        for (var i = 0; i < slots * 2; i++)
+            longJobs.Add(await cluster.Peer(peer).SubmitAsync(Task(Spin, $"[{longSeconds}]", on: peer, submitter: "batch")));
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while ((await cluster.Peer(peer).ListJobsAsync(100)).Jobs.Count(j => j.Status == JobStatus.Running) < slots && DateTime.UtcNow < deadline)
+            await System.Threading.Tasks.Task.Delay(50);
+
+        var samples = new Samples();
+        for (var i = 0; i < 3; i++)
+        {
+            var clock = Stopwatch.StartNew();
+            await RunOneAsync(peer, Task(Square, "[5]", on: peer, submitter: "batch"));
+            samples.Add(clock.Elapsed.TotalMilliseconds);
+        }
+
+        foreach (var job in longJobs) await cluster.Client.GetJob(job.JobId).CancelAsync();
+        return new JsonObject
+        {
+            ["scenario"] = "fairness",
+            ["timeSlicing"] = options.TimeSlicing == "on",
+            ["slots"] = slots,
+            ["longTasks"] = longJobs.Count,
+            ["longTaskSeconds"] = longSeconds,
+            ["shortTaskMs"] = samples.Median,
+            ["shortTaskMaxMs"] = samples.Percentile(100),
+        };
+    }
+
+    private async Task<JsonObject> MemAsync(int concurrency)
+    {
+        var value = new byte[64];
+        RandomNumberGenerator.Fill(value);
+        var samples = new Samples();
+        long ops = 0;
+        var until = Stopwatch.GetTimestamp() + (long)(options.MemSeconds * Stopwatch.Frequency);
+        var clock = Stopwatch.StartNew();
+        await System.Threading.Tasks.Task.WhenAll(Enumerable.Range(0, concurrency).Select(c => System.Threading.Tasks.Task.Run(async () =>
+        {
+            var peer = cluster.Peer(_peers[c % _peers.Length]);
+            var key = $"bench-{concurrency}-{c}";
+            for (var n = 0; Stopwatch.GetTimestamp() < until; n++)
+            {
+                var start = Stopwatch.GetTimestamp();
+                if (n % 2 == 0) await peer.SetAsync(key, value, null);
+                else await peer.GetAsync(key);
+                samples.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+                Interlocked.Increment(ref ops);
+            }
+        })));
+        clock.Stop();
+        var line = new JsonObject
+        {
+            ["scenario"] = "mem",
+            ["concurrency"] = concurrency,
+            ["valueBytes"] = 64,
+            ["opsPerSec"] = Samples.Round(ops / clock.Elapsed.TotalSeconds),
+            ["p50Ms"] = samples.Percentile(50),
+            ["p99Ms"] = samples.Percentile(99),
+        };
+        if (options.RedisPort is { } port)
+        {
+            var redis = await Redis.BenchmarkAsync(port, concurrency, options.Quick ? 20_000 : 200_000);
+            line["redisOpsPerSec"] = redis.OpsPerSec;
+            line["redisP99Ms"] = redis.P99Ms;
+            line["vsRedis"] = Samples.Round((double)line["opsPerSec"]! / redis.OpsPerSec);
+        }
+
+        return line;
+    }
+
+    private async Task<JsonObject> FileAsync()
+    {
+        var cli = options.Cli ?? Path.Combine(RepoRoot(), "deploy", "local", "p2pshare");
+        var peer = _peers[^1];
+        var dir = Directory.CreateTempSubdirectory("p2pshare-bench-");
+        try
+        {
+            var source = Path.Combine(dir.FullName, "source.bin");
+            var bytes = (long)options.FileMiB * 1024 * 1024;
+            var dd = await Processes.RunAsync("dd", ["if=/dev/urandom", $"of={source}", "bs=1M", $"count={options.FileMiB}", "status=none"]);
+            if (dd.ExitCode != 0) throw new InvalidOperationException($"dd failed: {dd.Stderr}");
+            var ddWrite = await DdWriteAsync(dir.FullName, options.FileMiB);
+
+            var peerPid = PeerPid(peer);
+            Processes.ResetPeak(peerPid);
+            var put = await Processes.RunAsync(cli, ["file", "put", source, "--name", "bench.bin", "--peer", peer]);
+            if (put.ExitCode != 0) throw new InvalidOperationException($"file put failed: {put.Stderr}");
+            var peerPutPeak = Processes.PeakRssMiB(peerPid);
+
+            Processes.ResetPeak(peerPid);
+            var target = Path.Combine(dir.FullName, "back.bin");
+            var get = await Processes.RunAsync(cli, ["file", "get", "bench.bin", "-o", target, "--peer", peer]);
+            if (get.ExitCode != 0) throw new InvalidOperationException($"file get failed: {get.Stderr}");
+            var peerGetPeak = Processes.PeakRssMiB(peerPid);
+            if (new FileInfo(target).Length != bytes) throw new InvalidOperationException("the file came back with another size");
+            await Processes.RunAsync(cli, ["file", "rm", "bench.bin", "--peer", peer]);
+
+            var mib = bytes / 1024.0 / 1024.0;
+            return new JsonObject
+            {
+                ["scenario"] = "file",
+                ["sizeMiB"] = options.FileMiB,
+                ["peer"] = peer,
+                ["putMBps"] = Samples.Round(mib / put.Elapsed.TotalSeconds),
+                ["getMBps"] = Samples.Round(mib / get.Elapsed.TotalSeconds),
+                ["peakRssMB"] = Samples.Round(Math.Max(put.PeakRssMiB, get.PeakRssMiB)),
+                ["cliPutPeakRssMB"] = Samples.Round(put.PeakRssMiB),
+                ["cliGetPeakRssMB"] = Samples.Round(get.PeakRssMiB),
+                ["peerPutPeakRssMB"] = peerPutPeak is { } a ? Samples.Round(a) : null,
+                ["peerGetPeakRssMB"] = peerGetPeak is { } b ? Samples.Round(b) : null,
+                ["ddMBps"] = Samples.Round(ddWrite),
+            };
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
+
+    /// <summary>Raw disk write speed of the same size with dd (fdatasync, like the peer's fsync before the rename).</summary>
+    private static async Task<double> DdWriteAsync(string dir, int mib)
+    {
+        var path = Path.Combine(dir, "dd.bin");
+        var run = await Processes.RunAsync("dd", ["if=/dev/zero", $"of={path}", "bs=1M", $"count={mib}", "conv=fdatasync", "status=none"]);
+        File.Delete(path);
+        if (run.ExitCode != 0) throw new InvalidOperationException($"dd failed: {run.Stderr}");
+        return mib / run.Elapsed.TotalSeconds;
+    }
+
+    private int? PeerPid(string peer)
+    {
+        if (options.PidDir is not { } dir) return null;
+        var file = Path.Combine(dir, peer + ".pid");
+        return File.Exists(file) && int.TryParse(File.ReadAllText(file).Trim(), out var pid) ? pid : null;
+    }
+
+    private static string RepoRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "P2PShare.sln"))) return dir.FullName;
+        throw new InvalidOperationException("run from the repository, or give --cli");
+    }
+}

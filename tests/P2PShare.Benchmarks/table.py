@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""Turns p2pshare-bench's JSON lines into the markdown table of docs/BENCHMARKS.md."""
+import json
+import sys
+
+
+def fmt(v):
+    if isinstance(v, float):
+        return "%.1f" % v if abs(v) >= 10 else "%.2f" % v
+    if isinstance(v, dict):
+        return " / ".join("%s %s" % (k, fmt(x)) for k, x in v.items())
+    return str(v)
+
+
+def row(line):
+    s = line["scenario"]
+    if "error" in line:
+        return s, "FAILED: " + line["error"], ""
+    if s == "tasks":
+        return ("tasks (%s, %d submitters)" % ("confidential" if line["confidential"] else "routed", line["submitters"]),
+                "%s tasks/s; p50 %s ms, p99 %s ms, p99.9 %s ms" % (fmt(line["tasksPerSec"]), fmt(line["p50Ms"]), fmt(line["p99Ms"]), fmt(line["p999Ms"])), "")
+    if s == "compile":
+        return ("compile (submit to result)", "first %s ms, new program %s ms, cached %s ms" % (fmt(line["firstMs"]), fmt(line["newMs"]), fmt(line["cachedMs"])),
+                "queue time (compile + scheduling): new %s ms, cached %s ms" % (fmt(line["newQueueMs"]), fmt(line["cachedQueueMs"])))
+    if s == "balance":
+        return ("balance (300 x 50 ms)", "makespan %s ms = %s x ideal (%s ms)" % (fmt(line["makespanMs"]), fmt(line["makespanRatio"]), fmt(line["idealMs"])),
+                "per peer: " + fmt(line["perPeer"]))
+    if s == "fairness":
+        return ("fairness (time slicing %s)" % ("on" if line["timeSlicing"] else "off"),
+                "short task %s ms (max %s ms)" % (fmt(line["shortTaskMs"]), fmt(line["shortTaskMaxMs"])),
+                "%d x %d s CPU-bound tasks on %d slots" % (line["longTasks"], line["longTaskSeconds"], line["slots"]))
+    if s == "mem":
+        redis = ("redis-benchmark %s ops/s (p99 %s ms); ratio %s" % (fmt(line["redisOpsPerSec"]), fmt(line["redisP99Ms"]), fmt(line["vsRedis"]))
+                 if "redisOpsPerSec" in line else "no redis")
+        return ("mem (64 B, concurrency %d)" % line["concurrency"], "%s ops/s; p50 %s ms, p99 %s ms" % (fmt(line["opsPerSec"]), fmt(line["p50Ms"]), fmt(line["p99Ms"])), redis)
+    if s == "file":
+        return ("file (%d MiB, CLI to %s)" % (line["sizeMiB"], line["peer"]),
+                "put %s MB/s, get %s MB/s; CLI peak RSS %s MB" % (fmt(line["putMBps"]), fmt(line["getMBps"]), fmt(line["peakRssMB"])),
+                "dd write %s MB/s; peer peak RSS put %s / get %s MB" % (fmt(line["ddMBps"]), fmt(line.get("peerPutPeakRssMB")), fmt(line.get("peerGetPeakRssMB"))))
+    return s, json.dumps(line), ""
+
+
+print("| scenario | P2PShare | comparison / detail |")
+print("|---|---|---|")
+with open(sys.argv[1]) as f:
+    for text in f:
+        text = text.strip()
+        if text:
+            print("| %s | %s | %s |" % row(json.loads(text)))
