@@ -54,6 +54,14 @@ public sealed partial class JobGrain(
 {
     private const string ReminderName = "supervise";
     private static readonly TimeSpan ReminderPeriod = TimeSpan.FromMinutes(1);
+
+    /// <summary>
+    /// The backstop reminder is registered only for jobs still running after this long: most tasks end
+    /// sooner, and registering and removing a reminder costs three calls to the cluster's reminder
+    /// table per job (PostgreSQL round trips in postgres mode). A supervisor lost before then is
+    /// replaced by the next read of the job, as always.
+    /// </summary>
+    private static readonly TimeSpan BackstopDelay = TimeSpan.FromSeconds(10);
     private static readonly TimeSpan MaxWait = TimeSpan.FromSeconds(25);
     private static readonly TimeSpan PollWait = TimeSpan.FromSeconds(20);
     private static readonly TimeSpan ErrorBackoff = TimeSpan.FromSeconds(1);
@@ -67,6 +75,10 @@ public sealed partial class JobGrain(
     private readonly SemaphoreSlim _writing = new(1, 1);
     private readonly CancellationTokenSource _deactivating = new();
     private Task? _following;
+
+    // Whether a reminder may exist for this job: this activation registered one, or it is not the
+    // job's first activation (an earlier one may have). Then the end of the job removes it.
+    private bool _reminderMayExist;
 
     // The whole task, program included, as the origin sent it; after a reactivation elsewhere a
     // confidential task's program is gone, which is fine: it is never re-run.
@@ -83,6 +95,7 @@ public sealed partial class JobGrain(
     public override Task OnActivateAsync(CancellationToken cancellationToken)
     {
         if (!Known) return Task.CompletedTask;
+        _reminderMayExist = true;
         _spec = S.Spec;
         if (Terminal) _terminal.TrySetResult(Info());
         else EnsureFollowing();
@@ -180,6 +193,7 @@ public sealed partial class JobGrain(
 
     public Task ReceiveReminder(string reminderName, TickStatus status)
     {
+        _reminderMayExist = true;
         if (!Known || Terminal) return ForgetReminderAsync();
         EnsureFollowing();
         return Task.CompletedTask;
@@ -195,7 +209,8 @@ public sealed partial class JobGrain(
 
     private async Task FollowAsync()
     {
-        await RememberAsync();
+        if (_reminderMayExist) await RememberAsync();
+        else _ = RememberLaterAsync();
         while (!Terminal && !_deactivating.IsCancellationRequested)
         {
             // Keeps the activation (and the poll) alive while the job runs, however long it runs.
@@ -505,8 +520,27 @@ public sealed partial class JobGrain(
         }
     }
 
+    private async Task RememberLaterAsync()
+    {
+        try
+        {
+            await Task.Delay(BackstopDelay, time, _deactivating.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            return;
+        }
+
+        if (!Terminal && !_reminderMayExist)
+        {
+            _reminderMayExist = true;
+            await RememberAsync();
+        }
+    }
+
     private async Task ForgetReminderAsync()
     {
+        if (!_reminderMayExist) return;
         try
         {
             if (await this.GetReminder(ReminderName) is { } reminder) await this.UnregisterReminder(reminder);
