@@ -11,8 +11,18 @@ if (options is null)
     return 2;
 }
 
-await using var cluster = await ClusterConnection.ConnectAsync(
-    new ConnectionSettings(options.Gateways, Origin: null), CancellationToken.None);
+ClusterConnection cluster;
+try
+{
+    cluster = await ClusterConnection.ConnectAsync(new ConnectionSettings(options.Gateways, Origin: null), CancellationToken.None);
+}
+catch (ClusterUnreachableException e)
+{
+    Console.Error.WriteLine($"p2pshare-bench: {e.Message.ReplaceLineEndings(" ")}");
+    return 5;
+}
+
+await using var connected = cluster;
 var bench = new Scenarios(cluster, options);
 var failed = 0;
 foreach (var scenario in options.Scenarios)

@@ -170,12 +170,16 @@ internal sealed class Scenarios(ClusterConnection cluster, BenchOptions options)
         while ((await cluster.Peer(peer).ListJobsAsync(100)).Jobs.Count(j => j.Status == JobStatus.Running) < slots && DateTime.UtcNow < deadline)
             await System.Threading.Tasks.Task.Delay(50);
 
+        // Short tasks only count while every long one is still running (without time slicing the
+        // first short task waits for a long one to end, and the ones after it would not).
         var samples = new Samples();
         for (var i = 0; i < 3; i++)
         {
             var clock = Stopwatch.StartNew();
             await RunOneAsync(peer, Task(Square, "[5]", on: peer, submitter: "batch"));
             samples.Add(clock.Elapsed.TotalMilliseconds);
+            var states = await System.Threading.Tasks.Task.WhenAll(longJobs.Select(j => cluster.Client.GetJob(j.JobId).GetAsync()));
+            if (states.Any(j => j.IsTerminal)) break;
         }
 
         foreach (var job in longJobs) await cluster.Client.GetJob(job.JobId).CancelAsync();
@@ -188,6 +192,7 @@ internal sealed class Scenarios(ClusterConnection cluster, BenchOptions options)
             ["longTaskSeconds"] = longSeconds,
             ["shortTaskMs"] = samples.Median,
             ["shortTaskMaxMs"] = samples.Percentile(100),
+            ["shortTasks"] = samples.Count,
         };
     }
 
