@@ -9,14 +9,16 @@ internal sealed record BenchOptions
     public const string Usage = """
         p2pshare-bench [--gateway HOST:PORT ...] [--quick] [--scenarios tasks,compile,balance,fairness,mem,file]
                        [--tasks N] [--submitters N] [--mem-seconds S] [--file-mib N] [--time-slicing on|off]
-                       [--redis-port P] [--cli PATH] [--pid-dir DIR] [--work-dir DIR]
+                       [--redis-port P] [--cli PATH] [--pid-dir DIR] [--legacy HOST:PORT]
         Prints one JSON line per scenario (and per variant: tasks with and without --confidential,
         mem at concurrency 8 and 50). --redis-port: also run redis-benchmark against that server for
         mem. --cli: the p2pshare command for the file scenario (default deploy/local/p2pshare);
         --pid-dir: the cluster's run/ folder, for the peers' peak resident memory.
+        --legacy: a seed-protocol peer port for the legacy scenario (Python CPU_TASKs and SET/GET_MEM,
+        one connection per request like the original client; also works against the original system).
         """;
 
-    public static readonly string[] All = ["compile", "file", "tasks", "balance", "fairness", "mem"];
+    public static readonly string[] All = ["compile", "file", "tasks", "balance", "fairness", "mem", "legacy"];
 
     public List<GatewayAddress> Gateways { get; init; } = [];
     public List<string> Scenarios { get; init; } = [.. All];
@@ -29,7 +31,7 @@ internal sealed record BenchOptions
     public int? RedisPort { get; init; }
     public string? Cli { get; init; }
     public string? PidDir { get; init; }
-    public string WorkDir { get; init; } = Path.GetTempPath();
+    public string? Legacy { get; init; }
 
     public static BenchOptions? Parse(string[] args)
     {
@@ -56,7 +58,7 @@ internal sealed record BenchOptions
                     "--redis-port" => o with { RedisPort = Int() },
                     "--cli" => o with { Cli = Next() },
                     "--pid-dir" => o with { PidDir = Next() },
-                    "--work-dir" => o with { WorkDir = Next() },
+                    "--legacy" => o with { Legacy = Next() },
                     _ => throw new ArgumentException($"unknown argument {args[i]}"),
                 };
             }

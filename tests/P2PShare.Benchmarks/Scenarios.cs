@@ -40,6 +40,7 @@ internal sealed class Scenarios(ClusterConnection cluster, BenchOptions options)
             "fairness" => [await FairnessAsync()],
             "mem" => [await MemAsync(8), await MemAsync(50)],
             "file" => [await FileAsync()],
+            "legacy" => [await LegacyAsync()],
             _ => throw new ArgumentException(scenario),
         };
     }
@@ -236,6 +237,23 @@ internal sealed class Scenarios(ClusterConnection cluster, BenchOptions options)
         }
 
         return line;
+    }
+
+    private async Task<JsonObject> LegacyAsync()
+    {
+        string endpoint;
+        if (options.Legacy is { } given) endpoint = given;
+        else
+        {
+            // The first peer's seed-protocol port, as the tracker knows it.
+            var peers = await cluster.Tracker.GetPeersAsync();
+            endpoint = peers.Select(p => p.Report.LegacyEndpoint).FirstOrDefault(e => e is not null)
+                ?? throw new InvalidOperationException("no peer has a seed-protocol port (--legacy-port); give --legacy HOST:PORT");
+        }
+
+        var colon = endpoint.LastIndexOf(':');
+        return await Legacy.RunAsync(endpoint[..colon], int.Parse(endpoint[(colon + 1)..], CultureInfo.InvariantCulture),
+            options.Submitters, options.Quick ? 100 : 1000, options.Quick);
     }
 
     private async Task<JsonObject> FileAsync()

@@ -71,7 +71,7 @@ dotnet build tests/P2PShare.Benchmarks -c Release -nologo -v:q </dev/null >&2
 bench() { dotnet tests/P2PShare.Benchmarks/bin/Release/net10.0/p2pshare-bench.dll "${gateways[@]}" "${quick[@]}" "$@"; }
 
 deploy/local/cluster.sh up 3 >&2
-bench --pid-dir "$P2PSHARE_CLUSTER_DIR/run" "${redis[@]}" --scenarios compile,file,tasks,balance,fairness,mem | tee -a "$lines"
+bench --pid-dir "$P2PSHARE_CLUSTER_DIR/run" "${redis[@]}" --scenarios compile,file,tasks,balance,fairness,mem,legacy | tee -a "$lines"
 deploy/local/cluster.sh down >&2
 
 P2PSHARE__COMPUTE__QUANTUM=1.00:00:00 deploy/local/cluster.sh up 3 >&2

@@ -37,6 +37,10 @@ def row(line):
         return ("file (%d MiB, CLI to %s)" % (line["sizeMiB"], line["peer"]),
                 "put %s MB/s, get %s MB/s; CLI peak RSS %s MB" % (fmt(line["putMBps"]), fmt(line["getMBps"]), fmt(line["peakRssMB"])),
                 "dd write %s MB/s; peer peak RSS put %s / get %s MB" % (fmt(line["ddMBps"]), fmt(line.get("peerPutPeakRssMB")), fmt(line.get("peerGetPeakRssMB"))))
+    if s == "legacy":
+        return ("seed protocol (%s, %d clients, 1 connection per request)" % (line["endpoint"], line["clients"]),
+                "Python tasks %s/s; p50 %s ms, p99 %s ms" % (fmt(line["tasksPerSec"]), fmt(line["p50Ms"]), fmt(line["p99Ms"])),
+                "SET_MEM/GET_MEM %s ops/s, p99 %s ms" % (fmt(line["memOpsPerSec"]), fmt(line["memP99Ms"])))
     return s, json.dumps(line), ""
 
 

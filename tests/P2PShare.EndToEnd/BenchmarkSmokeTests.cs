@@ -33,10 +33,11 @@ public sealed class BenchmarkSmokeTests(LocalCluster cluster) : IClassFixture<Lo
             "fairness" => ["shortTaskMs", "timeSlicing"],
             "mem" => ["concurrency", "opsPerSec", "p99Ms"],
             "file" => ["putMBps", "getMBps", "peakRssMB", "ddMBps"],
+            "legacy" => ["tasksPerSec", "p50Ms", "memOpsPerSec"],
             _ => throw new InvalidOperationException(scenario),
         };
         var scenarios = lines.Select(l => l.GetProperty("scenario").GetString()!).ToList();
-        Assert.Equal(["compile", "file", "tasks", "tasks", "balance", "fairness", "mem", "mem"], scenarios);
+        Assert.Equal(["compile", "file", "tasks", "tasks", "balance", "fairness", "mem", "mem", "legacy"], scenarios);
         foreach (var line in lines)
         {
             foreach (var field in Fields(line.GetProperty("scenario").GetString()!))
