@@ -88,7 +88,7 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
 
             // Idle cap above the warm count: workers coming back from busy slots are kept, not churned.
             var warm = factory.Language == TaskLanguages.CSharp ? _options.WarmWorkers : Math.Min(_options.PythonWarmWorkers, _options.WarmWorkers);
-            var pool = new WorkerPool(factory, warm, warm + _slots, _options.RecycleAfterPrograms, time, logger);
+            var pool = new WorkerPool(factory, warm, warm + _slots, factory.RecycleAfterPrograms ?? _options.RecycleAfterPrograms, time, logger);
             pool.HealthChanged += RaiseChanged;
             _pools[factory.Language] = pool;
         }
