@@ -218,6 +218,16 @@ public sealed class PythonWorkerTests(ITestOutputHelper output) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_program_that_ends_its_interpreter_is_Crashed_and_the_worker_is_done()
+    {
+        var worker = await StartAsync();
+        var result = await RunAsync(worker, Request("import os\ndef main():\n    os._exit(5)"));
+        Assert.Equal(TaskErrorKind.Crashed, result.ErrorKind);
+        Assert.Contains("exited with code 5", result.Error);
+        Assert.False(worker.IsHealthy);
+    }
+
+    [Fact]
     public async Task Kill_ends_an_endless_loop()
     {
         var worker = await StartAsync();
