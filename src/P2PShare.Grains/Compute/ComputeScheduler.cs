@@ -134,6 +134,12 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
     public IReadOnlyList<string> Runtimes =>
         [.. TaskLanguages.All.Where(l => _pools.TryGetValue(l, out var pool) && !pool.IsBroken)];
 
+    /// <summary>
+    /// True when this peer has <paramref name="language"/>'s runtime at all, even while its workers cannot
+    /// start (then it is missing from <see cref="Runtimes"/> for a while, not for good).
+    /// </summary>
+    public bool HasRuntime(string language) => _pools.ContainsKey(language);
+
     /// <summary>Why <paramref name="language"/> is not in <see cref="Runtimes"/>, for error messages.</summary>
     public string RuntimeMissingReason(string language) =>
         _unavailable.TryGetValue(language, out var reason) ? reason
