@@ -67,6 +67,8 @@ public sealed class PythonWorkerTests(ITestOutputHelper output) : IAsyncLifetime
     [InlineData("def main(:\n", "[]", TaskErrorKind.CompileError, "(1,10): SyntaxError")]
     [InlineData("def f(x): return x", "[1]", TaskErrorKind.InvalidArguments, "no function 'main'; the program defines: f")]
     [InlineData("def main(x): return x", "[1, 2]", TaskErrorKind.InvalidArguments, "main() cannot take 2 argument(s)")]
+    [InlineData("def main(x): return x", "[]", TaskErrorKind.InvalidArguments, "missing 1 required positional argument: 'x'")]
+    [InlineData("def main(x):\n    return len(x)", "[5]", TaskErrorKind.Exception, "TypeError: object of type 'int' has no len() (line 2)")]
     [InlineData("def main(): return {1, 2}", "[]", TaskErrorKind.Exception, "result of type set is not JSON-serializable")]
     [InlineData("def main(): return float('nan')", "[]", TaskErrorKind.Exception, "not JSON-serializable")]
     [InlineData("def main(): raise SystemExit(3)", "[]", TaskErrorKind.Exception, "SystemExit: 3")]
@@ -215,6 +217,17 @@ public sealed class PythonWorkerTests(ITestOutputHelper output) : IAsyncLifetime
         var result = await RunAsync(worker, Request("def main():\n    hog = []\n    while True:\n        hog.append(bytearray(1 << 20))"));
         Assert.Equal(TaskErrorKind.OutOfMemory, result.ErrorKind);
         await Eventually.TrueAsync(() => Task.FromResult(!worker.IsHealthy), Deadline, "the worker leaves after running out of memory");
+    }
+
+    [Fact]
+    public async Task An_async_main_runs_when_it_awaits_no_event_loop()
+    {
+        var worker = await StartAsync();
+        var result = await RunAsync(worker, Request("async def twice(x):\n    return 2 * x\nasync def main(x):\n    return await twice(x) + 1", "[20]"));
+        Assert.Equal("41", result.ResultJson);
+        var loop = await RunAsync(worker, Request("import asyncio\nasync def main():\n    await asyncio.sleep(0.1)"));
+        Assert.Equal(TaskErrorKind.NotAllowed, loop.ErrorKind);
+        Assert.Contains("asyncio", loop.Error);
     }
 
     [Fact]

@@ -16,15 +16,16 @@ process.
 Usage: python3 -I -B p2pshare_worker.py HEAP_LIMIT_BYTES
 """
 
+# Few and light imports: every task starts a fresh interpreter (inspect and traceback alone would add
+# a quarter to its start).
 import builtins
-import inspect
 import io
 import json
 import os
 import resource
 import struct
 import sys
-import traceback
+import types
 
 NONE, COMPILE_ERROR, NOT_ALLOWED, INVALID_ARGUMENTS, EXCEPTION, OUT_OF_MEMORY, CRASHED, RESULT_TOO_LARGE = 0, 1, 2, 3, 4, 6, 7, 8
 MAX_FRAME_BYTES = 512 * 1024 * 1024
@@ -230,14 +231,17 @@ def describe(e):
 
 def where(e):
     """' (line N)' for the innermost frame of the program, if there is one."""
-    # walk_tb reads no source files (they would be refused anyway).
-    lines = [line for frame, line in traceback.walk_tb(e.__traceback__) if frame.f_code.co_filename == PROGRAM_FILE]
-    return " (line %d)" % lines[-1] if lines else ""
+    line, tb = None, e.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == PROGRAM_FILE:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return " (line %d)" % line if line is not None else ""
 
 
 def defined_functions(namespace):
     return sorted(k for k, v in namespace.items()
-                  if inspect.isfunction(v) and v.__code__.co_filename == PROGRAM_FILE and not k.startswith("__"))
+                  if isinstance(v, types.FunctionType) and v.__code__.co_filename == PROGRAM_FILE and not k.startswith("__"))
 
 
 def run(code, request):
@@ -264,13 +268,14 @@ def run(code, request):
             return reply(INVALID_ARGUMENTS, "InvalidArguments: no function '%s'; the program defines: %s"
                          % (function, ", ".join(defined) if defined else "no functions"), output.value())
         try:
-            inspect.signature(fn).bind(*args)
+            result = fn(*args)
         except TypeError as e:
-            return reply(INVALID_ARGUMENTS, "InvalidArguments: %s() cannot take %d argument(s): %s" % (function, len(args), e), output.value())
-        except ValueError:
-            pass  # no signature to check (a builtin); the call itself will tell
-        result = fn(*args)
-        if inspect.iscoroutine(result):
+            # Raised by the call itself, not inside the function (no frame of its own in the traceback):
+            # the arguments do not fit its parameters.
+            if e.__traceback__.tb_next is None:
+                return reply(INVALID_ARGUMENTS, "InvalidArguments: %s() cannot take %d argument(s): %s" % (function, len(args), e), output.value())
+            raise
+        if isinstance(result, types.CoroutineType):
             result = drive(result)
         # Still under the hook: encoding a dict subclass calls the program's own items().
         try:
