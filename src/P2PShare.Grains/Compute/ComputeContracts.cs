@@ -64,5 +64,11 @@ public interface IWorkerFactory
     /// <summary>Why this runtime cannot run on this machine at all (e.g. no python3); null when it can.</summary>
     string? Unavailable => null;
 
+    /// <summary>
+    /// Distinct programs a worker may load before it is replaced; null means <c>Compute:RecycleAfterPrograms</c>.
+    /// 1 makes every worker run one task.
+    /// </summary>
+    int? RecycleAfterPrograms => null;
+
     Task<IWorker> StartAsync(CancellationToken cancellationToken);
 }

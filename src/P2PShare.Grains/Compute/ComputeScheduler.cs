@@ -88,7 +88,7 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
 
             // Idle cap above the warm count: workers coming back from busy slots are kept, not churned.
             var warm = factory.Language == TaskLanguages.CSharp ? _options.WarmWorkers : Math.Min(_options.PythonWarmWorkers, _options.WarmWorkers);
-            var pool = new WorkerPool(factory, warm, warm + _slots, _options.RecycleAfterPrograms, time, logger);
+            var pool = new WorkerPool(factory, warm, warm + _slots, factory.RecycleAfterPrograms ?? _options.RecycleAfterPrograms, time, logger);
             pool.HealthChanged += RaiseChanged;
             _pools[factory.Language] = pool;
         }
@@ -133,6 +133,12 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
     /// <summary>Task languages this peer can run now; advertised in every load report.</summary>
     public IReadOnlyList<string> Runtimes =>
         [.. TaskLanguages.All.Where(l => _pools.TryGetValue(l, out var pool) && !pool.IsBroken)];
+
+    /// <summary>
+    /// True when this peer has <paramref name="language"/>'s runtime at all, even while its workers cannot
+    /// start (then it is missing from <see cref="Runtimes"/> for a while, not for good).
+    /// </summary>
+    public bool HasRuntime(string language) => _pools.ContainsKey(language);
 
     /// <summary>Why <paramref name="language"/> is not in <see cref="Runtimes"/>, for error messages.</summary>
     public string RuntimeMissingReason(string language) =>

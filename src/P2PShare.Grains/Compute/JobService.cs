@@ -34,7 +34,12 @@ public sealed partial class JobService(
         var spec = assignment.Spec;
         var timeout = Validate(spec);
         if (!scheduler.Runtimes.Contains(spec.Language))
-            throw new InvalidArgumentException($"peer '{identity.Name}' cannot run {spec.Language} tasks: {scheduler.RuntimeMissingReason(spec.Language)}");
+        {
+            var reason = $"cannot run {spec.Language} tasks: {scheduler.RuntimeMissingReason(spec.Language)}";
+            // Workers that fail to start now may start again (the pool retries): busy, not wrong.
+            if (scheduler.HasRuntime(spec.Language)) throw new PeerUnavailableException(identity.Name, reason);
+            throw new InvalidArgumentException($"peer '{identity.Name}' {reason}");
+        }
         var record = jobs.Create(assignment, identity.Name);
         LogAccepted(record.JobId, assignment.Attempt, assignment.Origin, spec.Submitter, spec.Confidential);
         _ = Task.Run(() => RunAsync(record, timeout));

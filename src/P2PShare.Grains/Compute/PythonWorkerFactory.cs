@@ -6,23 +6,28 @@ namespace P2PShare.Compute;
 
 /// <summary>
 /// Starts Python sandbox workers: <c>python3 -I -B p2pshare_worker.py</c> (isolated mode, no bytecode
-/// files) in an empty folder, inside an empty network namespace when this machine allows one
-/// (<c>unshare --user --map-root-user --net</c>; <c>unshare</c> execs in place, so the worker keeps
-/// its PID and the scheduler's SIGSTOP/SIGCONT/kill reach it). The worker caps its own address
-/// space at the heap limit plus the interpreter's baseline and refuses network, processes and files
-/// with an audit hook. Whether python3 and network namespaces work is probed once, at start.
+/// files) in an empty folder with an empty environment, inside empty network and PID namespaces when
+/// this machine allows them (<c>unshare --user --map-root-user --net --pid --fork --kill-child</c>).
+/// In the PID namespace the program sees no other process; the worker says hello with its PID as the
+/// peer sees it, and that is the process the scheduler stops, resumes and kills. The worker caps its
+/// own address space at the heap limit plus the interpreter's baseline and refuses network, processes
+/// and files with an audit hook. Each worker runs one task: Python cannot keep a program's changes to
+/// shared modules from the next program, so nothing of one task may meet another's.
+/// Whether python3 and the namespaces work is probed once, at start.
 /// </summary>
 public sealed partial class PythonWorkerFactory : IWorkerFactory
 {
-    /// <summary>The interpreter's own address space (libraries, arenas) on top of the program's share.</summary>
-    internal const long InterpreterBaselineBytes = 64 * Bytes.MiB;
-    private const string ScriptName = "p2pshare_worker.py";
+    /// <summary>The oldest interpreter the worker supports (audit hooks came in 3.8).</summary>
+    public static readonly Version MinimumVersion = new(3, 8);
+
+    internal const string ScriptName = "p2pshare_worker.py";
     private static readonly TimeSpan ProbeTimeout = TimeSpan.FromSeconds(10);
+    private static readonly string[] Namespaces = ["unshare", "--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child", "--"];
 
     private readonly ComputeOptions _options;
     private readonly ILogger<PythonWorkerFactory> _logger;
     private readonly string _script;
-    private readonly string[] _launcher;
+    private readonly string[] _launcher = [];
 
     public PythonWorkerFactory(IOptions<ComputeOptions> options, ILogger<PythonWorkerFactory> logger)
     {
@@ -33,53 +38,78 @@ public sealed partial class PythonWorkerFactory : IWorkerFactory
         if (string.IsNullOrWhiteSpace(python))
         {
             Unavailable = "Python tasks are switched off (Compute:PythonPath is empty)";
-            _launcher = [];
+            return;
         }
-        else if (!File.Exists(_script))
+
+        if (!File.Exists(_script))
         {
             Unavailable = $"the Python sandbox worker is missing: {_script}";
-            _launcher = [];
+            return;
         }
-        else if (Probe([python, "-I", "-c", "import sys; print(sys.version_info[0])"]) is { } problem)
+
+        // sys.executable: workers start the interpreter itself, not a wrapper found on PATH (a pyenv
+        // shim costs ~100 ms a start).
+        var (exit, lines) = Run([python, "-I", "-c", "import sys; print(sys.executable); print('%d.%d.%d' % sys.version_info[:3])"]);
+        if (exit != 0 || lines.Length < 2 || !System.Version.TryParse(lines[1], out var version))
         {
-            Unavailable = $"{python} does not run ({problem}); install python3 or set Compute:PythonPath";
-            _launcher = [];
+            Unavailable = $"{python} was not found or does not run ({(exit == 0 ? "no version" : Describe(exit, lines))}); install python3 or set Compute:PythonPath";
+            LogUnavailable(Unavailable);
+            return;
         }
-        else
+
+        if (version < MinimumVersion)
         {
-            string[] isolated = ["unshare", "--user", "--map-root-user", "--net", "--", python];
-            NetworkIsolated = _options.PythonNetworkNamespace && Probe([.. isolated, "-I", "-c", "pass"]) is null;
-            _launcher = NetworkIsolated ? isolated : [python];
-            Version = Probe([python, "-I", "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"], capture: true);
-            LogProbed(python, Version ?? "?", NetworkIsolated);
+            Unavailable = $"{python} is Python {version}; Python tasks need {MinimumVersion} or later (Compute:PythonPath)";
+            LogUnavailable(Unavailable);
+            return;
         }
+
+        Interpreter = lines[0].Length > 0 && File.Exists(lines[0]) ? lines[0] : python;
+        Version = lines[1];
+        if (_options.PythonNamespaces)
+        {
+            // In its own PID namespace the interpreter is PID 1.
+            var (nsExit, nsLines) = Run([.. Namespaces, Interpreter, "-I", "-c", "import os; print(os.getpid())"]);
+            Namespaced = nsExit == 0 && nsLines is ["1", ..];
+            if (!Namespaced) LogNoNamespaces(Describe(nsExit, nsLines));
+        }
+
+        _launcher = Namespaced ? [.. Namespaces, Interpreter] : [Interpreter];
+        LogProbed(Interpreter, Version, Namespaced);
     }
 
     public string Language => TaskLanguages.Python;
 
     public string? Unavailable { get; }
 
-    /// <summary>Workers run in an empty network namespace (no interfaces but a down loopback).</summary>
-    public bool NetworkIsolated { get; }
+    /// <summary>One task per worker (see the class summary).</summary>
+    public int? RecycleAfterPrograms => 1;
+
+    /// <summary>The interpreter workers run: <c>sys.executable</c> of <see cref="ComputeOptions.PythonPath"/>.</summary>
+    public string? Interpreter { get; }
 
     /// <summary>The interpreter's version, e.g. 3.11.2.</summary>
     public string? Version { get; }
+
+    /// <summary>Workers run in empty network and PID namespaces (no interfaces but a down loopback, no other process).</summary>
+    public bool Namespaced { get; }
 
     public async Task<IWorker> StartAsync(CancellationToken cancellationToken) => await StartWorkerAsync(cancellationToken).ConfigureAwait(false);
 
     public async Task<WorkerProcess> StartWorkerAsync(CancellationToken cancellationToken)
     {
         if (Unavailable is not null) throw new InvalidOperationException(Unavailable);
-        var memoryLimit = _options.WorkerHeapLimitBytes + InterpreterBaselineBytes;
-        string[] arguments = [.. _launcher.Skip(1), "-I", "-B", _script, memoryLimit.ToString(CultureInfo.InvariantCulture)];
-        var environment = new Dictionary<string, string> { ["PYTHONHASHSEED"] = "0", ["PYTHONIOENCODING"] = "utf-8" };
-        var worker = await WorkerProcess.StartAsync(_launcher[0], arguments, memoryLimit, environment, _logger, cancellationToken).ConfigureAwait(false);
+        var heap = _options.WorkerHeapLimitBytes;
+        string[] arguments = [.. _launcher.Skip(1), "-I", "-B", _script, heap.ToString(CultureInfo.InvariantCulture)];
+        // No environment at all: the peer's (a database password, say) is nothing a program should read.
+        var worker = await WorkerProcess.StartAsync(_launcher[0], arguments, heap, new Dictionary<string, string>(), inheritEnvironment: false,
+            _logger, cancellationToken).ConfigureAwait(false);
         LogStarted(worker.ProcessId, worker.StartupTime.TotalMilliseconds);
         return worker;
     }
 
-    /// <summary>Runs a command to completion; null when it exited 0 (or its first output line, with <paramref name="capture"/>), else why not.</summary>
-    private static string? Probe(string[] command, bool capture = false)
+    /// <summary>Runs a command to completion (bounded); its exit code (-1: did not start or finish) and stdout lines, or stderr's when it failed.</summary>
+    private static (int Exit, string[] Lines) Run(string[] command)
     {
         try
         {
@@ -98,26 +128,33 @@ public sealed partial class PythonWorkerFactory : IWorkerFactory
             if (!process.WaitForExit(ProbeTimeout))
             {
                 process.Kill(entireProcessTree: true);
-                return capture ? null : $"no answer within {ProbeTimeout.TotalSeconds:0} s";
+                return (-1, [$"no answer within {ProbeTimeout.TotalSeconds:0} s"]);
             }
 
-            if (capture) return process.ExitCode == 0 ? stdout.Result.Trim() : null;
-            return process.ExitCode == 0 ? null : $"exit code {process.ExitCode}: {FirstLine(stderr.Result)}";
+            var text = process.ExitCode == 0 ? stdout.Result : stderr.Result;
+            return (process.ExitCode, text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
         }
         catch (Exception e) when (e is System.ComponentModel.Win32Exception or InvalidOperationException)
         {
-            return capture ? null : e.Message;
+            return (-1, [e.Message]);
         }
     }
 
-    private static string FirstLine(string text)
+    private static string Describe(int exit, string[] lines)
     {
-        var line = text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).FirstOrDefault() ?? "";
-        return line.Length > 200 ? line[..200] : line;
+        var first = lines.FirstOrDefault() ?? "";
+        if (first.Length > 200) first = first[..200];
+        return exit == -1 ? first : $"exit code {exit}{(first.Length > 0 ? ": " + first : "")}";
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Python tasks: {Python} {Version}; network namespace per worker: {Isolated}")]
-    private partial void LogProbed(string python, string version, bool isolated);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Python tasks: {Python} {Version}; network and PID namespaces per worker: {Namespaced}")]
+    private partial void LogProbed(string python, string version, bool namespaced);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Python workers run without network and PID namespaces (unshare failed: {Reason}); only the audit hook refuses network and processes")]
+    private partial void LogNoNamespaces(string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "No Python tasks on this peer: {Reason}")]
+    private partial void LogUnavailable(string reason);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Python worker {Pid} ready in {Ms:0} ms")]
     private partial void LogStarted(int pid, double ms);

@@ -22,7 +22,8 @@ public sealed partial class WorkerProcessFactory(IOptions<ComputeOptions> option
         var o = options.Value;
         var workerPath = o.WorkerPath ?? Path.Combine(AppContext.BaseDirectory, "p2pshare-worker.dll");
         if (!File.Exists(workerPath)) throw new InvalidOperationException($"the sandbox worker is missing: {workerPath} (Compute:WorkerPath)");
-        var worker = await WorkerProcess.StartAsync(DotnetHost(), [workerPath], o.WorkerHeapLimitBytes, DotnetEnvironment(o.WorkerHeapLimitBytes), logger, cancellationToken).ConfigureAwait(false);
+        var worker = await WorkerProcess.StartAsync(DotnetHost(), [workerPath], o.WorkerHeapLimitBytes, DotnetEnvironment(o.WorkerHeapLimitBytes),
+            inheritEnvironment: true, logger, cancellationToken).ConfigureAwait(false);
         LogStarted(worker.ProcessId, worker.StartupTime.TotalMilliseconds);
         return worker;
     }
@@ -58,6 +59,7 @@ public sealed partial class WorkerProcessFactory(IOptions<ComputeOptions> option
 /// </summary>
 public sealed partial class WorkerProcess : IWorker
 {
+    private const int SigKill = 9;
     private const int SigCont = 18; // Linux x64
     private const int SigStop = 19;
     private const int StderrTailChars = 4096;
@@ -91,7 +93,11 @@ public sealed partial class WorkerProcess : IWorker
         ProcessId = process.Id;
     }
 
-    public int ProcessId { get; }
+    /// <summary>
+    /// The process that runs programs: the one started, or, under a launcher that forks (a PID
+    /// namespace), its child that said hello. Signals go to it; CPU time is its.
+    /// </summary>
+    public int ProcessId { get; private set; }
 
     public bool IsHealthy => !_failed && !_killed && !HasExited;
 
@@ -126,8 +132,9 @@ public sealed partial class WorkerProcess : IWorker
     /// waits for its hello frame. The process must speak <see cref="WorkerFrames"/> on stdin/stdout;
     /// the .NET worker and the Python worker both do.
     /// </summary>
+    /// <param name="inheritEnvironment">False: the process sees only <paramref name="environment"/>, none of the peer's.</param>
     internal static async Task<WorkerProcess> StartAsync(string fileName, IEnumerable<string> arguments, long heapLimitBytes,
-        IReadOnlyDictionary<string, string> environment, ILogger logger, CancellationToken cancellationToken)
+        IReadOnlyDictionary<string, string> environment, bool inheritEnvironment, ILogger logger, CancellationToken cancellationToken)
     {
         var workDir = Path.Combine(Path.GetTempPath(), "p2pshare-workers", Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(workDir);
@@ -141,6 +148,7 @@ public sealed partial class WorkerProcess : IWorker
             CreateNoWindow = true,
         };
         foreach (var argument in arguments) start.ArgumentList.Add(argument);
+        if (!inheritEnvironment) start.Environment.Clear();
         foreach (var (key, value) in environment) start.Environment[key] = value;
 
         var watch = Stopwatch.StartNew();
@@ -171,6 +179,8 @@ public sealed partial class WorkerProcess : IWorker
                 await worker.WaitForEndAsync().ConfigureAwait(false);
                 throw new InvalidOperationException($"the sandbox worker did not start: {worker.DescribeExit()}");
             }
+
+            worker.Adopt(hello.Value.Header.ProcessId);
         }
         catch
         {
@@ -239,8 +249,34 @@ public sealed partial class WorkerProcess : IWorker
         KillProcess();
     }
 
+    /// <summary>Takes the process that said hello as the one to signal: the started one, or its direct child.</summary>
+    private void Adopt(int helloPid)
+    {
+        if (helloPid == _process.Id) return;
+        if (ParentOf(helloPid) != _process.Id)
+            throw new InvalidOperationException($"the sandbox worker said hello as process {helloPid}, neither the started process {_process.Id} nor its child");
+        ProcessId = helloPid;
+    }
+
+    private static int? ParentOf(int pid)
+    {
+        try
+        {
+            // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so read after the last ')'.
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            return int.Parse(fields[1], CultureInfo.InvariantCulture);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException or ArgumentOutOfRangeException)
+        {
+            return null;
+        }
+    }
+
     private void KillProcess()
     {
+        // The program's process first, so that its launcher reaps it and exits by itself.
+        if (ProcessId != _process.Id && !HasExited) SendSignal(ProcessId, SigKill);
         try
         {
             _process.Kill(entireProcessTree: true);

@@ -247,8 +247,8 @@ public sealed class ComputeOptions
     /// <summary>Idle Python workers kept started (they start in ~50 ms, so fewer than for C#).</summary>
     public int PythonWarmWorkers { get; set; } = 1;
 
-    /// <summary>Run each Python worker in an empty network namespace when the machine allows it.</summary>
-    public bool PythonNetworkNamespace { get; set; } = true;
+    /// <summary>Run each Python worker in empty network and PID namespaces when the machine allows them.</summary>
+    public bool PythonNamespaces { get; set; } = true;
 }
 
 /// <summary>

@@ -311,6 +311,35 @@ public sealed class ComputeSchedulerTests
     }
 
     [Fact]
+    public async Task A_broken_python_pool_withdraws_only_python_and_comes_back()
+    {
+        var python = new FakeWorkerFactory { Language = TaskLanguages.Python, FailStarts = true };
+        await using var scheduler = new ComputeScheduler([_factory, python], Options.Create(new ComputeOptions
+        {
+            Slots = 1, Quantum = Slicing, MaxLiveWorkers = 16, WarmWorkers = 0,
+        }), TimeProvider.System, NullLogger<ComputeScheduler>.Instance);
+        var changes = 0;
+        scheduler.Changed += () => Interlocked.Increment(ref changes);
+        Assert.Equal([TaskLanguages.CSharp, TaskLanguages.Python], scheduler.Runtimes);
+
+        var failed = await Outcome(scheduler.Submit("alice", new ExecutionRequest("py", [], "work", "[5]", 1024, 1024, TaskLanguages.Python), Long));
+        Assert.Equal(TaskErrorKind.Unschedulable, failed.Result.ErrorKind);
+        Assert.Contains("worker binary is missing", failed.Result.Error);
+        Assert.Equal([TaskLanguages.CSharp], scheduler.Runtimes);
+        Assert.True(scheduler.HasRuntime(TaskLanguages.Python));
+        Assert.Contains("python workers cannot start", scheduler.RuntimeMissingReason(TaskLanguages.Python));
+        // C# is untouched: the peer still accepts and runs it.
+        Assert.True(scheduler.CanAccept);
+        Assert.Equal(JobStatus.Succeeded, (await Outcome(scheduler.Submit("alice", Work(5), Long))).Status);
+        Assert.True(Volatile.Read(ref changes) > 0);
+
+        python.FailStarts = false;
+        await Eventually(() => scheduler.Runtimes.Contains(TaskLanguages.Python), "python comes back once its workers start");
+        Assert.Equal(JobStatus.Succeeded, (await Outcome(scheduler.Submit("alice", new ExecutionRequest("py", [], "work", "[5]", 1024, 1024, TaskLanguages.Python), Long))).Status);
+        Assert.False(scheduler.HasRuntime("cobol"));
+    }
+
+    [Fact]
     public async Task Tasks_never_run_on_the_submitters_scheduler()
     {
         // A grain submits from its activation's scheduler; the work must still run on the thread pool.

@@ -11,6 +11,9 @@ namespace P2PShare.Tests.Compute;
 /// </summary>
 internal sealed class FakeWorkerFactory : IWorkerFactory
 {
+    /// <summary>The task language its workers pretend to run.</summary>
+    public string Language { get; init; } = TaskLanguages.CSharp;
+
     internal readonly object Gate = new();
     private readonly List<FakeWorker> _workers = [];
     private int _nextProcessId = 1000;

@@ -86,6 +86,25 @@ public sealed class PythonClusterTests
     }
 
     [Fact]
+    public async Task With_no_python_on_any_peer_a_python_task_is_refused_with_the_reason_and_CSharp_still_runs()
+    {
+        await using var peers = await PeerCluster.StartAsync(3, services => services.Configure<ComputeOptions>(o =>
+        {
+            o.Slots = 1;
+            o.WarmWorkers = 1;
+            o.PythonPath = "/nonexistent/python3";
+        }));
+        var reports = await peers.Tracker.GetPeersAsync();
+        Assert.All(reports, p => Assert.Equal(["csharp"], p.Report.Runtimes.ToArray()));
+
+        var refused = await Assert.ThrowsAsync<NoPeersAvailableException>(() => peers.Peer("peer-1").SubmitAsync(Python(Square, "[2]")));
+        Assert.Contains("no live peer can run python tasks", refused.Message);
+        var csharp = await JobWaits.TerminalAsync(peers, (await peers.Peer("peer-1").SubmitAsync(
+            new TaskSpec("int main(int x) => x * x;", null, "[3]", false, null, "tester", null))).JobId, Patience);
+        Assert.Equal("9", csharp.ResultJson);
+    }
+
+    [Fact]
     public async Task Python_tasks_go_only_to_peers_that_advertise_python()
     {
         await using var peers = await StartAsync(withoutPython: "peer-3");

@@ -67,6 +67,8 @@ public sealed class PythonWorkerTests(ITestOutputHelper output) : IAsyncLifetime
     [InlineData("def main(:\n", "[]", TaskErrorKind.CompileError, "(1,10): SyntaxError")]
     [InlineData("def f(x): return x", "[1]", TaskErrorKind.InvalidArguments, "no function 'main'; the program defines: f")]
     [InlineData("def main(x): return x", "[1, 2]", TaskErrorKind.InvalidArguments, "main() cannot take 2 argument(s)")]
+    [InlineData("def main(x): return x", "[]", TaskErrorKind.InvalidArguments, "missing 1 required positional argument: 'x'")]
+    [InlineData("def main(x):\n    return len(x)", "[5]", TaskErrorKind.Exception, "TypeError: object of type 'int' has no len() (line 2)")]
     [InlineData("def main(): return {1, 2}", "[]", TaskErrorKind.Exception, "result of type set is not JSON-serializable")]
     [InlineData("def main(): return float('nan')", "[]", TaskErrorKind.Exception, "not JSON-serializable")]
     [InlineData("def main(): raise SystemExit(3)", "[]", TaskErrorKind.Exception, "SystemExit: 3")]
@@ -97,6 +99,18 @@ public sealed class PythonWorkerTests(ITestOutputHelper output) : IAsyncLifetime
     [InlineData("def main():\n    import ctypes\n    return 1", "ctypes")]
     [InlineData("def main():\n    import shutil\n    return shutil.rmtree('/tmp/nothing-here')", "not allowed in the sandbox")]
     [InlineData("def main():\n    return input()", "builtins.input")]
+    [InlineData("import os\ndef main():\n    return open(os.path.dirname(os.__file__) + '/../../../etc/passwd').read()", "etc/passwd')")]
+    [InlineData("def main():\n    return open(0).read()", "open(0)")]
+    [InlineData("def main():\n    import pwd\n    return pwd.getpwall()[0][0]", "import pwd")]
+    [InlineData("def main():\n    import gc\n    return len(gc.get_objects())", "gc.get_objects")]
+    [InlineData("def main():\n    return (lambda: 0).__code__.replace(co_consts=(1,)) is None", "code.__new__")]
+    [InlineData("def main():\n    import os\n    return os.pidfd_open(1)", "other processes")]
+    [InlineData("def main():\n    import os\n    return os.setpriority(os.PRIO_PROCESS, 1, 19)", "other processes")]
+    // The hook is checked whatever the program changed: the worker's globals, builtins, os.path.
+    [InlineData("import __main__, os\ndef main():\n    __main__._armed = False\n    __main__.DENIED_EVENT_PREFIXES = ()\n    return os.system('true')", "os.system")]
+    [InlineData("import builtins, os\ndef main():\n    real = builtins.isinstance\n    builtins.isinstance = lambda *a: True\n    os.path.realpath = lambda p: os.__file__\n    try:\n        return open('/etc/passwd').read()\n    finally:\n        builtins.isinstance = real", "open('/etc/passwd')")]
+    // Code that runs while the worker encodes the result (a dict subclass's items()) is checked too.
+    [InlineData("import os\nclass D(dict):\n    def items(self):\n        os.system('true')\n        return []\ndef main():\n    return D(a=1)", "os.system")]
     public async Task Hostile_programs_are_refused_and_the_worker_lives_on(string program, string mentioned)
     {
         var worker = await StartAsync();
@@ -108,13 +122,92 @@ public sealed class PythonWorkerTests(ITestOutputHelper output) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Library_modules_with_optional_imports_of_refused_ones_still_load()
+    {
+        var worker = await StartAsync();
+        // shutil tries `import pwd` (refused) and falls back; logging and threading are allowed.
+        var result = await RunAsync(worker, Request(
+            "import fractions, logging, shutil, threading\ndef main():\n    return [str(fractions.Fraction(1, 3) * 3), logging.getLevelName(10), shutil.disk_usage is not None, threading.active_count()]"));
+        Assert.Equal(TaskErrorKind.None, result.ErrorKind);
+        Assert.Equal("[\"1\", \"DEBUG\", true, 1]", result.ResultJson);
+    }
+
+    [Fact]
+    public async Task A_program_sees_none_of_the_peers_environment()
+    {
+        Environment.SetEnvironmentVariable("P2PSHARE_TEST_SECRET", "hunter2");
+        var worker = await StartAsync();
+        var result = await RunAsync(worker, Request("import os\ndef main():\n    return dict(os.environ)"));
+        Assert.Equal(TaskErrorKind.None, result.ErrorKind);
+        Assert.Equal("{}", result.ResultJson);
+    }
+
+    [Fact]
+    public async Task The_process_that_said_hello_runs_the_program_and_sees_no_other_process()
+    {
+        var factory = Factory();
+        var worker = await factory.StartWorkerAsync(CancellationToken.None);
+        _workers.Add(worker);
+        // A rebuilt posix module gets the pidfd_open the worker replaced back: only the PID namespace stops it.
+        var result = await RunAsync(worker, Request("""
+            import os, _imp, posix
+            def main(peer):
+                fresh = _imp.create_builtin(posix.__spec__)
+                try:
+                    fresh.pidfd_open(peer)
+                    reached = True
+                except ProcessLookupError:
+                    reached = False
+                return [int(os.readlink('/proc/self')), os.getpid(), reached]
+            """, $"[{Environment.ProcessId}]"));
+        output.WriteLine($"namespaced: {factory.Namespaced}; {result.ResultJson}");
+        Assert.Equal(TaskErrorKind.None, result.ErrorKind);
+        var seen = System.Text.Json.JsonSerializer.Deserialize<System.Text.Json.JsonElement[]>(result.ResultJson!)!;
+        Assert.Equal(worker.ProcessId, seen[0].GetInt32());
+        if (factory.Namespaced)
+        {
+            Assert.Equal(1, seen[1].GetInt32());
+            Assert.False(seen[2].GetBoolean(), "the program reached the peer's process");
+        }
+    }
+
+    [Fact]
+    public async Task Every_task_gets_a_fresh_interpreter_so_nothing_a_program_leaves_behind_meets_the_next()
+    {
+        var options = new ComputeOptions { Slots = 1, WarmWorkers = 1, MaxLiveWorkers = 4 };
+        await using var scheduler = new ComputeScheduler([Factory()], Options.Create(options), TimeProvider.System, NullLogger<ComputeScheduler>.Instance);
+        // It stashes its secret argument in builtins and makes json.loads, which the worker parses
+        // the next request with, lie.
+        const string meddler = "import builtins, json\ndef main(secret):\n    builtins.stash = secret\n    json.loads = lambda *a, **k: [666]\n    return 'done'";
+        var meddled = await scheduler.Submit("mallory", Request(meddler, "[\"s3cret\"]"), TimeSpan.FromSeconds(30)).Completion.WaitAsync(Deadline);
+        Assert.Equal("\"done\"", meddled.Result.ResultJson);
+
+        const string victim = "import builtins, os\ndef main(x):\n    return [x, getattr(builtins, 'stash', None), int(os.readlink('/proc/self'))]";
+        var watch = Stopwatch.StartNew();
+        var pids = new HashSet<int>();
+        for (var i = 0; i < 10; i++)
+        {
+            var outcome = await scheduler.Submit("alice", Request(victim, $"[{i}]"), TimeSpan.FromSeconds(30)).Completion.WaitAsync(Deadline);
+            Assert.Equal(TaskErrorKind.None, outcome.Result.ErrorKind);
+            var seen = System.Text.Json.JsonSerializer.Deserialize<System.Text.Json.JsonElement[]>(outcome.Result.ResultJson!)!;
+            Assert.Equal(i, seen[0].GetInt32());
+            Assert.Equal(System.Text.Json.JsonValueKind.Null, seen[1].ValueKind);
+            pids.Add(seen[2].GetInt32());
+        }
+
+        output.WriteLine($"10 sequential Python tasks, one interpreter each: {watch.Elapsed.TotalMilliseconds / 10:0} ms a task");
+        Assert.Equal(10, pids.Count);
+    }
+
+    [Fact]
     public async Task Output_is_captured_and_capped()
     {
         var worker = await StartAsync();
         var result = await RunAsync(worker, Request("def main():\n    for i in range(1000):\n        print('line', i)\n    return 'done'", maxOutput: 100));
         Assert.Equal("\"done\"", result.ResultJson);
         Assert.StartsWith("line 0\nline 1\n", result.Output);
-        Assert.Contains("[output cut at 100 bytes]", result.Output);
+        Assert.Contains("[output truncated at 100 bytes]", result.Output);
+        Assert.True(result.Output.Length < 140);
     }
 
     [Fact]
@@ -124,6 +217,27 @@ public sealed class PythonWorkerTests(ITestOutputHelper output) : IAsyncLifetime
         var result = await RunAsync(worker, Request("def main():\n    hog = []\n    while True:\n        hog.append(bytearray(1 << 20))"));
         Assert.Equal(TaskErrorKind.OutOfMemory, result.ErrorKind);
         await Eventually.TrueAsync(() => Task.FromResult(!worker.IsHealthy), Deadline, "the worker leaves after running out of memory");
+    }
+
+    [Fact]
+    public async Task An_async_main_runs_when_it_awaits_no_event_loop()
+    {
+        var worker = await StartAsync();
+        var result = await RunAsync(worker, Request("async def twice(x):\n    return 2 * x\nasync def main(x):\n    return await twice(x) + 1", "[20]"));
+        Assert.Equal("41", result.ResultJson);
+        var loop = await RunAsync(worker, Request("import asyncio\nasync def main():\n    await asyncio.sleep(0.1)"));
+        Assert.Equal(TaskErrorKind.NotAllowed, loop.ErrorKind);
+        Assert.Contains("asyncio", loop.Error);
+    }
+
+    [Fact]
+    public async Task A_program_that_ends_its_interpreter_is_Crashed_and_the_worker_is_done()
+    {
+        var worker = await StartAsync();
+        var result = await RunAsync(worker, Request("import os\ndef main():\n    os._exit(5)"));
+        Assert.Equal(TaskErrorKind.Crashed, result.ErrorKind);
+        Assert.Contains("exited with code 5", result.Error);
+        Assert.False(worker.IsHealthy);
     }
 
     [Fact]
@@ -177,11 +291,12 @@ public sealed class PythonWorkerTests(ITestOutputHelper output) : IAsyncLifetime
     }
 
     [Fact]
-    public void Workers_get_an_empty_network_namespace_where_the_machine_allows_one()
+    public void Workers_get_empty_network_and_PID_namespaces_where_the_machine_allows_them()
     {
-        // Root (CI) can always create one; elsewhere it depends on unprivileged user namespaces.
+        // Root (CI) can always create them; elsewhere it depends on unprivileged user namespaces.
         var factory = Factory();
-        output.WriteLine($"python {factory.Version}; network namespace: {factory.NetworkIsolated}");
-        if (Environment.UserName == "root") Assert.True(factory.NetworkIsolated);
+        output.WriteLine($"python {factory.Interpreter} {factory.Version}; network and PID namespaces: {factory.Namespaced}");
+        if (Environment.UserName == "root") Assert.True(factory.Namespaced);
+        Assert.True(Path.IsPathRooted(factory.Interpreter), "workers start the interpreter by its full path, not a wrapper on PATH");
     }
 }

@@ -6,86 +6,156 @@ length, a UTF-8 JSON header, then raw bytes (here: a program's source in a reque
 in a reply). The first frame is a hello; then one reply per request, one request at a time.
 
 The sandbox is defence in depth, not a security boundary (see the README): the peer starts this
-script with `python3 -I -B` in an empty temporary folder, inside an empty network namespace when
-the machine allows it, and this script lowers its own resource limits and installs an audit hook
-that refuses network, processes, file access outside the interpreter's library, ctypes and the
-like before any program runs. Time slicing (SIGSTOP/SIGCONT), timeouts and cancels are the peer's:
-it stops or kills this process.
+script with `python3 -I -B` in an empty temporary folder with an empty environment, inside empty
+network and PID namespaces when the machine allows them, and gives each worker one task only. This
+script lowers its own resource limits and installs an audit hook, before any program runs and for
+good, that refuses network, processes, file access outside the interpreter's library, ctypes and the
+like. Time slicing (SIGSTOP/SIGCONT), timeouts and cancels are the peer's: it stops or kills this
+process.
+
+Usage: python3 -I -B p2pshare_worker.py HEAP_LIMIT_BYTES
 """
 
+# Few and light imports: every task starts a fresh interpreter (inspect and traceback alone would add
+# a quarter to its start).
 import builtins
-import hashlib
-import inspect
 import io
 import json
 import os
 import resource
 import struct
 import sys
-import traceback
 import types
 
 NONE, COMPILE_ERROR, NOT_ALLOWED, INVALID_ARGUMENTS, EXCEPTION, OUT_OF_MEMORY, CRASHED, RESULT_TOO_LARGE = 0, 1, 2, 3, 4, 6, 7, 8
-RECYCLE_HINT = 1000  # the peer recycles workers; this only bounds the cache if it does not
+MAX_FRAME_BYTES = 512 * 1024 * 1024
+PROGRAM_FILE = "<program>"
 
-_armed = False
+# Events refused outright (prefix match): network, processes, ctypes, file changes, process limits.
+DENIED_EVENT_PREFIXES = (
+    "socket.", "ssl.", "subprocess.", "os.exec", "os.spawn", "os.posix_spawn", "os.fork", "os.forkpty",
+    "os.system", "os.kill", "os.killpg", "os.remove", "os.unlink", "os.rename", "os.rmdir", "os.mkdir",
+    "os.chmod", "os.chown", "os.chdir", "os.truncate", "os.link", "os.symlink", "os.utime", "os.chflags",
+    "os.setxattr", "os.removexattr", "os.putenv", "os.unsetenv", "os.startfile", "os.add_dll_directory",
+    "shutil.", "ctypes.", "pty.", "mmap.", "fcntl.", "resource.setrlimit", "resource.prlimit", "syslog.",
+    "urllib.Request", "http.client.connect", "ftplib.", "smtplib.", "telnetlib.", "imaplib.", "poplib.",
+    "nntplib.", "webbrowser.", "glob.glob", "tempfile.mkstemp", "tempfile.mkdtemp", "builtins.input",
+    "sqlite3.connect", "sqlite3.enable_load_extension", "sqlite3.load_extension", "winreg.", "msvcrt.",
+    # Reaching the hook's own objects (and so its allow-lists) or forging code objects (which can
+    # corrupt the interpreter's memory) goes around the hook.
+    "gc.get_objects", "gc.get_referrers", "gc.get_referents", "code.__new__", "sys.addaudithook",
+    "sys.settrace", "sys.setprofile", "sys.remote_exec",
+)
+
+# Top-level modules whose import is refused: native interop, network, processes, and modules that
+# read or write files in C, where no audit event sees it (pwd/spwd read /etc/passwd and /etc/shadow).
+DENIED_MODULES = frozenset((
+    "ctypes", "_ctypes", "subprocess", "_posixsubprocess", "multiprocessing", "_multiprocessing",
+    "_posixshmem", "mmap", "pty", "fcntl", "termios", "tty", "ssl", "_ssl", "socket", "_socket", "asyncio", "pwd", "grp", "spwd", "nis", "dbm", "_dbm", "_gdbm", "readline", "syslog",
+    "ossaudiodev", "_tkinter",
+))
+
+# Functions that act on other processes without raising an audit event. They are replaced by refusals
+# (a tripwire: a program rebuilding a built-in module behind the import system gets them back; the
+# PID namespace, where the machine allows one, is what really keeps other processes out of reach).
+UNAUDITED_PROCESS_FUNCTIONS = {
+    "posix": ("pidfd_open", "setpriority", "sched_setaffinity", "sched_setscheduler", "sched_setparam", "setpgid", "setns", "unshare"),
+    "os": ("pidfd_open", "setpriority", "sched_setaffinity", "sched_setscheduler", "sched_setparam", "setpgid", "setns", "unshare"),
+    "_signal": ("pidfd_send_signal",),
+}
 
 
 class NotAllowed(Exception):
     """Raised by the audit hook for an operation the sandbox refuses."""
 
 
-DENIED_PREFIXES = (
-    "socket.", "ssl.", "subprocess.", "os.exec", "os.spawn", "os.posix_spawn", "os.fork", "os.forkpty",
-    "os.system", "os.kill", "os.killpg", "os.remove", "os.unlink", "os.rename", "os.rmdir", "os.mkdir",
-    "os.chmod", "os.chown", "os.chdir", "os.truncate", "os.link", "os.symlink", "os.utime", "os.chflags", "os.setxattr", "os.removexattr", "os.startfile", "os.add_dll_directory",
-    "shutil.", "ctypes.", "pty.", "mmap.", "fcntl.", "resource.setrlimit", "sys.remote_exec",
-    "urllib.Request", "http.client.connect", "ftplib.", "smtplib.", "telnetlib.", "imaplib.", "poplib.",
-    "nntplib.", "webbrowser.", "glob.glob", "tempfile.mkstemp", "tempfile.mkdtemp", "builtins.input",
-    "_thread.start_new_thread", "sqlite3.connect", "winreg.", "msvcrt.",
-)
-DENIED_MODULES = frozenset((
-    "ctypes", "_ctypes", "subprocess", "_posixsubprocess", "multiprocessing", "_multiprocessing",
-    "mmap", "pty", "fcntl", "ssl", "_ssl", "socket", "_socket", "threading", "_thread", "signal",
-))
-_readable_roots = ()
+class ImportNotAllowed(NotAllowed, ImportError):
+    """A refused import: an ImportError too, so that a library's optional import degrades as if the module were missing."""
 
 
-def _audit(event, args):
-    if not _armed:
-        return
-    if event == "open":
-        path, mode = args[0], args[1]
-        writing = isinstance(mode, str) and any(c in mode for c in "wax+")
-        flags = args[2] if len(args) > 2 and isinstance(args[2], int) else 0
-        writing = writing or bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND))
-        if writing or not isinstance(path, (str, bytes)) or not _under_library(path):
-            raise NotAllowed("open(%r) is not allowed in the sandbox: programs cannot read or write files" % (path,))
-        return
-    if event in ("os.listdir", "os.scandir"):
-        # The import system lists the library's folders to find modules; programs see nothing else.
-        path = args[0] if args and args[0] is not None else "."
-        if isinstance(path, (str, bytes)) and _under_library(path):
+def make_audit_hook(readable_roots):
+    """
+    The audit hook. Everything it consults is bound here, as immutable values and built-in (C) objects:
+    a program can rebind module globals and builtins, but not a closure it cannot reach (the hook is
+    referenced only by the interpreter, and gc's object walks are refused). A program may change the
+    NotAllowed classes, but whatever the hook raises, even another error, still stops the operation.
+    """
+    denied_prefixes = DENIED_EVENT_PREFIXES
+    denied_modules = DENIED_MODULES
+    roots = tuple(readable_roots)
+    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+    not_allowed, import_not_allowed = NotAllowed, ImportNotAllowed
+    str_type, bytes_type, int_type = str, bytes, int
+    is_instance = isinstance
+    getcwd = os.getcwd
+
+    def normalized(path):
+        # Lexical, with str methods only: no helper a program could have replaced.
+        if is_instance(path, bytes_type):
+            path = path.decode("utf-8", "surrogateescape")
+        if not is_instance(path, str_type):
+            return None
+        if not path.startswith("/"):
+            path = getcwd() + "/" + path
+        parts = []
+        for part in path.split("/"):
+            if part == "" or part == ".":
+                continue
+            if part == "..":
+                if parts:
+                    parts.pop()
+                continue
+            parts.append(part)
+        return "/" + "/".join(parts)
+
+    def readable(path):
+        full = normalized(path)
+        if full is None:
+            return False
+        for root in roots:
+            if full == root or full.startswith(root + "/"):
+                return True
+        return False
+
+    def audit(event, args):
+        if event == "open":
+            path, mode, flags = args[0], args[1], args[2]
+            writing = is_instance(mode, str_type) and ("w" in mode or "a" in mode or "x" in mode or "+" in mode)
+            if writing or (is_instance(flags, int_type) and flags & write_flags):
+                raise not_allowed("open(%r) for writing is not allowed in the sandbox" % (path,))
+            if not readable(path):
+                raise not_allowed("open(%r) is not allowed in the sandbox: programs cannot read files" % (path,))
             return
-        raise NotAllowed("%s(%r) is not allowed in the sandbox: programs cannot list folders" % (event, path))
-    if event == "import":
-        name = args[0] if args else ""
-        if isinstance(name, str) and name.split(".")[0] in DENIED_MODULES:
-            raise NotAllowed("import %s is not allowed in the sandbox" % name)
-        return
-    if event.startswith(DENIED_PREFIXES):
-        raise NotAllowed("%s is not allowed in the sandbox" % event)
+        if event == "os.listdir" or event == "os.scandir":
+            # The import system lists the library's folders to find modules; programs see nothing else.
+            path = args[0] if args[0] is not None else "."
+            if not readable(path):
+                raise not_allowed("%s(%r) is not allowed in the sandbox: programs cannot list folders" % (event, path))
+            return
+        if event == "import":
+            name = args[0]
+            if is_instance(name, str_type) and name.split(".")[0] in denied_modules:
+                raise import_not_allowed("import %s is not allowed in the sandbox" % name)
+            return
+        if event.startswith(denied_prefixes):
+            raise not_allowed("%s is not allowed in the sandbox" % event)
+
+    return audit
 
 
-def _under_library(path):
-    if isinstance(path, bytes):
-        path = os.fsdecode(path)
-    full = os.path.realpath(path)
-    return any(full == root or full.startswith(root + os.sep) for root in _readable_roots)
+def neuter_unaudited_functions():
+    def refuse(*args, **kwargs):
+        raise NotAllowed("acting on other processes is not allowed in the sandbox")
+
+    for module_name, names in UNAUDITED_PROCESS_FUNCTIONS.items():
+        module = sys.modules.get(module_name)
+        for name in names:
+            if module is not None and hasattr(module, name):
+                setattr(module, name, refuse)
 
 
 class CappedText(io.TextIOBase):
-    """print() target: keeps the first `limit` bytes (UTF-8) of what a program writes."""
+    """print() target: keeps the first `limit` bytes (UTF-8) of what a program writes, like the .NET worker."""
 
     def __init__(self, limit):
         self.limit = limit
@@ -98,23 +168,29 @@ class CappedText(io.TextIOBase):
 
     def write(self, text):
         if not isinstance(text, str):
-            raise TypeError("write() argument must be str")
-        if self.size < self.limit:
-            data = text.encode("utf-8", "replace")[: self.limit - self.size]
+            raise TypeError("write() argument must be str, not %s" % type(text).__name__)
+        if self.cut:
+            return len(text)
+        data = text.encode("utf-8", "replace")
+        if self.size + len(data) <= self.limit:
             self.parts.append(data)
             self.size += len(data)
-            if len(data) < len(text):
-                self.cut = self.cut or self.size >= self.limit
         else:
+            # Keep whole characters only.
+            kept = data[: self.limit - self.size].decode("utf-8", "ignore").encode("utf-8")
+            self.parts.append(kept)
+            self.size += len(kept)
             self.cut = True
         return len(text)
 
     def value(self):
-        text = b"".join(self.parts).decode("utf-8", "ignore")
-        return text + ("\n[output cut at %d bytes]" % self.limit if self.cut else "")
+        text = b"".join(self.parts).decode("utf-8", "replace")
+        return text + ("\n[output truncated at %d bytes]" % self.limit if self.cut else "")
 
 
 class Protocol:
+    """Frames on private copies of the pipes (see main)."""
+
     def __init__(self, inp, out):
         self.inp = inp
         self.out = out
@@ -126,12 +202,14 @@ class Protocol:
         if len(prefix) < 4:
             raise EOFError("the pipe closed inside a frame")
         (length,) = struct.unpack("<i", prefix)
-        if length < 4 or length > 512 * 1024 * 1024:
+        if length < 4 or length > MAX_FRAME_BYTES:
             raise ValueError("bad frame length %d" % length)
         payload = self.inp.read(length)
         if len(payload) < length:
             raise EOFError("the pipe closed inside a frame")
         (header_length,) = struct.unpack("<i", payload[:4])
+        if header_length < 0 or header_length > length - 4:
+            raise ValueError("bad header length %d" % header_length)
         header = json.loads(payload[4:4 + header_length].decode("utf-8"))
         return header, payload[4 + header_length:]
 
@@ -142,6 +220,7 @@ class Protocol:
 
 
 def reply(kind, error=None, output="", body=b""):
+    # Property names exactly as the .NET side's WorkerResponseHeader (System.Text.Json, case-sensitive).
     return {"Kind": kind, "Error": error, "Output": output}, body
 
 
@@ -152,17 +231,20 @@ def describe(e):
 
 def where(e):
     """' (line N)' for the innermost frame of the program, if there is one."""
-    # walk_tb reads no source files (the audit hook may still be armed).
-    lines = [line for frame, line in traceback.walk_tb(e.__traceback__) if frame.f_code.co_filename == "<program>"]
-    return " (line %d)" % lines[-1] if lines else ""
+    line, tb = None, e.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == PROGRAM_FILE:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return " (line %d)" % line if line is not None else ""
 
 
 def defined_functions(namespace):
-    return sorted(k for k, v in namespace.items() if isinstance(v, types.FunctionType) and not k.startswith("__"))
+    return sorted(k for k, v in namespace.items()
+                  if isinstance(v, types.FunctionType) and v.__code__.co_filename == PROGRAM_FILE and not k.startswith("__"))
 
 
 def run(code, request):
-    global _armed
     output = CappedText(max(0, int(request.get("MaxOutputBytes", 65536))))
     max_result = int(request.get("MaxResultBytes", 16 * 1024 * 1024))
     function = request.get("Function") or "main"
@@ -173,49 +255,47 @@ def run(code, request):
     if not isinstance(args, list):
         return reply(INVALID_ARGUMENTS, "InvalidArguments: args must be a JSON array")
 
+    # A fresh namespace per run, as the .NET worker makes a fresh submission per run. Not "__main__",
+    # so that an `if __name__ == "__main__":` block does not run.
     namespace = {"__name__": "__p2pshare__", "__builtins__": builtins}
     saved = sys.stdout, sys.stderr
     sys.stdout = sys.stderr = output
-    _armed = True
     try:
+        exec(code, namespace)
+        fn = namespace.get(function)
+        if not callable(fn):
+            defined = defined_functions(namespace)
+            return reply(INVALID_ARGUMENTS, "InvalidArguments: no function '%s'; the program defines: %s"
+                         % (function, ", ".join(defined) if defined else "no functions"), output.value())
         try:
-            exec(code, namespace)
-            fn = namespace.get(function)
-            if not callable(fn):
-                defined = defined_functions(namespace)
-                return reply(INVALID_ARGUMENTS, "InvalidArguments: no function '%s'; the program defines: %s"
-                             % (function, ", ".join(defined) if defined else "no functions"), output.value())
-            try:
-                inspect.signature(fn).bind(*args)
-            except TypeError as e:
-                return reply(INVALID_ARGUMENTS, "InvalidArguments: %s() cannot take %d argument(s): %s" % (function, len(args), e), output.value())
-            except ValueError:
-                pass  # no signature to check (a builtin); the call itself will tell
             result = fn(*args)
-            if inspect.iscoroutine(result):
-                result = drive(result)
-        except NotAllowed as e:
-            return reply(NOT_ALLOWED, "NotAllowed: %s" % e, output.value())
-        except MemoryError:
+        except TypeError as e:
+            # Raised by the call itself, not inside the function (no frame of its own in the traceback):
+            # the arguments do not fit its parameters.
+            if e.__traceback__.tb_next is None:
+                return reply(INVALID_ARGUMENTS, "InvalidArguments: %s() cannot take %d argument(s): %s" % (function, len(args), e), output.value())
             raise
-        except RecursionError as e:
-            return reply(EXCEPTION, "Exception: RecursionError: %s%s" % (e, where(e)), output.value())
-        except BaseException as e:  # SystemExit and KeyboardInterrupt too: a program cannot end the worker
-            cause = e.__context__ if isinstance(e, NotAllowed) else None
-            if isinstance(cause, NotAllowed):
-                return reply(NOT_ALLOWED, "NotAllowed: %s" % cause, output.value())
-            return reply(EXCEPTION, "Exception: %s%s" % (describe(e), where(e)), output.value())
+        if isinstance(result, types.CoroutineType):
+            result = drive(result)
+        # Still under the hook: encoding a dict subclass calls the program's own items().
+        try:
+            data = json.dumps(result, allow_nan=False, ensure_ascii=False).encode("utf-8")
+        except (TypeError, ValueError) as e:
+            return reply(EXCEPTION, "Exception: the result of type %s is not JSON-serializable: %s" % (type(result).__name__, e), output.value())
+        if len(data) > max_result:
+            return reply(RESULT_TOO_LARGE, "ResultTooLarge: the result is %d bytes; the limit is %d" % (len(data), max_result), output.value())
+        return reply(NONE, None, output.value(), data)
+    except NotAllowed as e:
+        return reply(NOT_ALLOWED, "NotAllowed: %s" % e, output.value())
+    except MemoryError:
+        raise
+    except BaseException as e:  # SystemExit and KeyboardInterrupt too: a program cannot end the worker
+        refused = e.__context__
+        if isinstance(refused, NotAllowed):  # a refusal the program caught and turned into another error
+            return reply(NOT_ALLOWED, "NotAllowed: %s" % refused, output.value())
+        return reply(EXCEPTION, "Exception: %s%s" % (describe(e), where(e)), output.value())
     finally:
-        _armed = False
         sys.stdout, sys.stderr = saved
-
-    try:
-        data = json.dumps(result, allow_nan=False, ensure_ascii=False).encode("utf-8")
-    except (TypeError, ValueError) as e:
-        return reply(EXCEPTION, "Exception: the result of type %s is not JSON-serializable: %s" % (type(result).__name__, e), output.value())
-    if len(data) > max_result:
-        return reply(RESULT_TOO_LARGE, "ResultTooLarge: the result is %d bytes; the limit is %d" % (len(data), max_result), output.value())
-    return reply(NONE, None, output.value(), data)
 
 
 def drive(coroutine):
@@ -230,16 +310,31 @@ def drive(coroutine):
 
 def compile_program(source):
     try:
-        return compile(source, "<program>", "exec"), None
+        return compile(source, PROGRAM_FILE, "exec", dont_inherit=True), None
     except SyntaxError as e:
         return None, "CompileError: (%s,%s): %s: %s" % (e.lineno, e.offset, type(e).__name__, e.msg)
-    except (ValueError, MemoryError) as e:
+    except (ValueError, MemoryError, RecursionError) as e:
         return None, "CompileError: %s" % describe(e)
 
 
+def address_space_bytes():
+    with open("/proc/self/status", "rb") as status:
+        for line in status:
+            if line.startswith(b"VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def host_pid():
+    """This process's PID as the peer sees it: in a PID namespace os.getpid() is 1, but /proc is the host's."""
+    try:
+        return int(os.readlink("/proc/self"))
+    except (OSError, ValueError):
+        return os.getpid()
+
+
 def main():
-    global _readable_roots
-    memory_limit = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    heap_limit = int(sys.argv[1]) if len(sys.argv) > 1 else 0
 
     # The protocol gets private copies of the pipes; fd 0 and 1 become /dev/null so that a program
     # can neither read requests nor corrupt replies by writing to standard output.
@@ -249,19 +344,26 @@ def main():
     os.dup2(null, 0)
     os.dup2(null, 1)
     os.close(null)
+    sys.stdin = io.StringIO("")
     protocol = Protocol(inp, out)
+    pid = host_pid()
+    os.environ.clear()  # the peer passes none; nothing of its environment is a program's business
 
-    if memory_limit > 0:
-        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+    readable_roots = sorted({os.path.realpath(p) for p in sys.path if p and os.path.isabs(p)})
+    neuter_unaudited_functions()
+    for name in DENIED_MODULES:
+        # Start-up may have loaded one (site imports pwd when there is no HOME): a program's import
+        # must reach the hook, which sees only modules not loaded yet.
+        sys.modules.pop(name, None)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
-    roots = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix) if p}
-    _readable_roots = tuple(sorted(roots))
-    # Modules programs commonly use, loaded before the hook is armed (imports later are checked).
-    import math, random, re, string, itertools, functools, collections, statistics, decimal, fractions, datetime, heapq, bisect  # noqa: F401
-    sys.addaudithook(_audit)
+    if heap_limit > 0:
+        # The program's share on top of what the interpreter already maps.
+        limit = address_space_bytes() + heap_limit
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    sys.addaudithook(make_audit_hook(readable_roots))
 
-    protocol.write({"ProcessId": os.getpid()})
+    protocol.write({"ProcessId": pid})
     programs = {}
     while True:
         frame = protocol.read()
@@ -271,8 +373,6 @@ def main():
         key = request.get("Hash", "")
         try:
             if body:
-                if len(programs) >= RECYCLE_HINT:
-                    programs.clear()
                 programs[key] = compile_program(body.decode("utf-8", "replace"))
             if key not in programs:
                 header, data = reply(CRASHED, "Crashed: the worker does not hold program %s" % key)
@@ -280,9 +380,9 @@ def main():
                 code, error = programs[key]
                 header, data = reply(COMPILE_ERROR, error) if code is None else run(code, request)
         except MemoryError:
-            # The heap cap was hit: say so, then leave; this worker's memory is not to be trusted.
+            # The memory cap was hit: say so, then leave; this worker's memory is not to be trusted.
             programs.clear()
-            protocol.write(*reply(OUT_OF_MEMORY, "OutOfMemory: the program exceeded the worker's memory limit of %d MiB" % (memory_limit >> 20)))
+            protocol.write(*reply(OUT_OF_MEMORY, "OutOfMemory: the program exceeded the worker's memory limit of %d MiB" % (heap_limit >> 20)))
             return 3
         protocol.write(header, data)
 
