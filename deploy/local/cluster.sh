@@ -18,6 +18,11 @@
 #                               uses base+k-1 (default 9000; "off": no seed-protocol ports)
 #   P2PSHARE_TRACKER_LEGACY_PORT
 #                               seed-protocol tracker port, served by peer-1 (default 8888; "off": none)
+#   P2PSHARE_HTTP_PORT_BASE     HTTP port of peer-1 (status page, /api/status, /healthz, /readyz,
+#                               /metrics); peer-k uses base+k-1 (default 5000; "off": no HTTP)
+#   P2PSHARE_HTTP_BIND          address of the HTTP ports (default 127.0.0.1)
+#   P2PSHARE_DASHBOARD          "on" (default): every peer also serves the Orleans Dashboard at
+#                               /dashboard/ on its HTTP port; "off": not
 #   P2PSHARE_START_TIMEOUT      seconds `up`/`start` wait for the peers (default 90)
 #   P2PSHARE_STOP_TIMEOUT       seconds a peer gets to exit after SIGTERM (default 20)
 #
@@ -33,6 +38,9 @@ silo_base=${P2PSHARE_SILO_PORT_BASE:-11111}
 gateway_base=${P2PSHARE_GATEWAY_PORT_BASE:-30000}
 legacy_base=${P2PSHARE_LEGACY_PORT_BASE:-9000}
 tracker_legacy_port=${P2PSHARE_TRACKER_LEGACY_PORT:-8888}
+http_base=${P2PSHARE_HTTP_PORT_BASE:-5000}
+http_bind=${P2PSHARE_HTTP_BIND:-127.0.0.1}
+dashboard=${P2PSHARE_DASHBOARD:-on}
 start_timeout=${P2PSHARE_START_TIMEOUT:-90}
 stop_timeout=${P2PSHARE_STOP_TIMEOUT:-20}
 
@@ -69,6 +77,12 @@ check_port_settings() {
   if [[ $tracker_legacy_port != off ]] && ! is_uint "$tracker_legacy_port"; then
     die "$EXIT_USAGE" "P2PSHARE_TRACKER_LEGACY_PORT must be an integer or 'off', got '$tracker_legacy_port'"
   fi
+  if [[ $http_base != off ]] && ! is_uint "$http_base"; then
+    die "$EXIT_USAGE" "P2PSHARE_HTTP_PORT_BASE must be an integer or 'off', got '$http_base'"
+  fi
+  if [[ $dashboard != on && $dashboard != off ]]; then
+    die "$EXIT_USAGE" "P2PSHARE_DASHBOARD must be 'on' or 'off', got '$dashboard'"
+  fi
 }
 
 run_dir() { echo "$cluster_dir/run"; }
@@ -89,21 +103,26 @@ load_cluster_env() {
       gateway_base) gateway_base=$value ;;
       legacy_base) legacy_base=$value ;;
       tracker_legacy_port) tracker_legacy_port=$value ;;
+      http_base) http_base=$value ;;
+      http_bind) http_bind=$value ;;
+      dashboard) dashboard=$value ;;
     esac
   done <"$env_file"
   is_uint "${cluster_size:-}" && is_uint "$silo_base" && is_uint "$gateway_base"
 }
 
 save_cluster_env() {
-  printf 'size=%s\nsilo_base=%s\ngateway_base=%s\nlegacy_base=%s\ntracker_legacy_port=%s\n' \
-    "$cluster_size" "$silo_base" "$gateway_base" "$legacy_base" "$tracker_legacy_port" >"$cluster_dir/cluster.env"
+  printf 'size=%s\nsilo_base=%s\ngateway_base=%s\nlegacy_base=%s\ntracker_legacy_port=%s\nhttp_base=%s\nhttp_bind=%s\ndashboard=%s\n' \
+    "$cluster_size" "$silo_base" "$gateway_base" "$legacy_base" "$tracker_legacy_port" "$http_base" "$http_bind" "$dashboard" \
+    >"$cluster_dir/cluster.env"
 }
 
-# The ports peer number $1 listens on: silo, gateway, and the seed-protocol ones when enabled.
+# The ports peer number $1 listens on: silo, gateway, and the seed-protocol and HTTP ones when enabled.
 peer_ports() {
   local index=$1
   echo $((silo_base + index - 1)) $((gateway_base + index - 1))
   [[ $legacy_base == off ]] || echo $((legacy_base + index - 1))
+  [[ $http_base == off ]] || echo $((http_base + index - 1))
   if ((index == 1)) && [[ $tracker_legacy_port != off ]]; then echo "$tracker_legacy_port"; fi
 }
 
@@ -179,6 +198,10 @@ start_peer() {
   args=(--name "$name" --silo-port "$silo" --gateway-port "$gateway" --data-dir "$(data_dir "$name")")
   [[ $legacy_base == off ]] || args+=(--legacy-port $((legacy_base + index - 1)))
   if ((index == 1)) && [[ $tracker_legacy_port != off ]]; then args+=(--tracker-legacy-port "$tracker_legacy_port"); fi
+  if [[ $http_base != off ]]; then
+    args+=(--http-port $((http_base + index - 1)) --http-bind "$http_bind")
+    [[ $dashboard == off ]] || args+=(--dashboard)
+  fi
   if ((index > 1)); then
     args+=(--primary "127.0.0.1:$silo_base")
   fi
@@ -287,11 +310,14 @@ cmd_up() {
   gateway_base=${P2PSHARE_GATEWAY_PORT_BASE:-30000}
   legacy_base=${P2PSHARE_LEGACY_PORT_BASE:-9000}
   tracker_legacy_port=${P2PSHARE_TRACKER_LEGACY_PORT:-8888}
+  http_base=${P2PSHARE_HTTP_PORT_BASE:-5000}
+  http_bind=${P2PSHARE_HTTP_BIND:-127.0.0.1}
+  dashboard=${P2PSHARE_DASHBOARD:-on}
   check_port_settings
   cluster_size=$size
   for ((i = 1; i <= size; i++)); do
     for port in $(peer_ports "$i"); do
-      port_in_use "$port" && die "$EXIT_REFUSED" "port $port is already in use; choose other ports with P2PSHARE_SILO_PORT_BASE / P2PSHARE_GATEWAY_PORT_BASE / P2PSHARE_LEGACY_PORT_BASE / P2PSHARE_TRACKER_LEGACY_PORT"
+      port_in_use "$port" && die "$EXIT_REFUSED" "port $port is already in use; choose other ports with P2PSHARE_SILO_PORT_BASE / P2PSHARE_GATEWAY_PORT_BASE / P2PSHARE_LEGACY_PORT_BASE / P2PSHARE_TRACKER_LEGACY_PORT / P2PSHARE_HTTP_PORT_BASE"
     done
   done
 
@@ -308,6 +334,9 @@ cmd_up() {
   fi
   trap - INT TERM
   echo "cluster of $size peers up in $((SECONDS - started))s; logs and data in $cluster_dir"
+  if [[ $http_base != off ]]; then
+    echo "status page: http://$(url_host):$http_base/ (peer-k on port $http_base+k-1)$([[ $dashboard == off ]] || echo "; Orleans Dashboard: http://$(url_host):$http_base/dashboard/")"
+  fi
   cli peers
 }
 
@@ -317,16 +346,44 @@ cmd_status() {
     return 0
   fi
   local name index pid state
-  local legacy
-  printf '%-10s %8s %6s %8s %7s  %s\n' NAME PID SILO GATEWAY LEGACY STATE
+  local legacy http
+  printf '%-10s %8s %6s %8s %7s %6s  %s\n' NAME PID SILO GATEWAY LEGACY HTTP STATE
   while read -r name; do
     index=$(peer_index "$name")
-    if pid=$(peer_alive_pid "$name"); then state=running; else pid=-; state=stopped; fi
+    if pid=$(peer_alive_pid "$name"); then state=$(peer_state "$index"); else pid=-; state=stopped; fi
     legacy=-
     [[ $legacy_base == off ]] || legacy=$((legacy_base + index - 1))
-    printf '%-10s %8s %6s %8s %7s  %s\n' "$name" "$pid" $((silo_base + index - 1)) $((gateway_base + index - 1)) "$legacy" "$state"
+    http=-
+    [[ $http_base == off ]] || http=$((http_base + index - 1))
+    printf '%-10s %8s %6s %8s %7s %6s  %s\n' "$name" "$pid" $((silo_base + index - 1)) $((gateway_base + index - 1)) "$legacy" "$http" "$state"
   done < <(all_peer_names)
+  [[ $http_base == off ]] || echo "status page: http://$(url_host):$http_base/$([[ $dashboard == off ]] || echo " (Orleans Dashboard at /dashboard/)")"
   [[ $tracker_legacy_port == off ]] || echo "seed-protocol tracker port: $tracker_legacy_port (on peer-1)"
+}
+
+# Hosts in URLs: a wildcard bind address is reached through loopback.
+url_host() {
+  case $http_bind in
+    0.0.0.0 | ::) echo 127.0.0.1 ;;
+    *:*) echo "[$http_bind]" ;;
+    *) echo "$http_bind" ;;
+  esac
+}
+
+# A running peer's state as its /readyz says: ready, or not ready with the reason (without HTTP: running).
+peer_state() {
+  local index=$1 reply code reason
+  if [[ $http_base == off ]] || ! command -v curl >/dev/null; then echo running; return; fi
+  reply=$(curl -sS --max-time 3 -w '\n%{http_code}' "http://$(url_host):$((http_base + index - 1))/readyz" 2>/dev/null) || reply=$'\n000'
+  code=${reply##*$'\n'}
+  case $code in
+    200) echo ready ;;
+    503)
+      reason=$(sed -n 's/.*"reason":"\([^"]*\)".*/\1/p' <<<"${reply%$'\n'*}")
+      echo "running, not ready: ${reason:-no reason given}"
+      ;;
+    *) echo "running, HTTP not answering" ;;
+  esac
 }
 
 require_member() {

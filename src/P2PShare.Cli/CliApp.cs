@@ -20,6 +20,7 @@ public static class CliApp
         };
         root.Subcommands.Add(PeersCommands.Create(runner));
         root.Subcommands.Add(StatusCommand.Create(runner));
+        root.Subcommands.Add(WatchCommand.Create(runner));
         root.Subcommands.Add(MemCommands.Create(runner));
         root.Subcommands.Add(FileCommands.Create(runner));
         root.Subcommands.Add(RunCommand.Create(runner));

@@ -1,4 +1,6 @@
 using System.Net;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -6,7 +8,9 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Orleans.Configuration;
 using Orleans.Hosting;
+using Orleans.Dashboard;
 using P2PShare.Hosting;
+using P2PShare.Peer.Http;
 
 namespace P2PShare.Peer;
 
@@ -33,26 +37,72 @@ internal static class PeerHost
         ["--legacy-port"] = "Legacy:PeerPort",
         ["--tracker-legacy-port"] = "Legacy:TrackerPort",
         ["--legacy-bind"] = "Legacy:BindAddress",
+        ["--http-port"] = "Http:Port",
+        ["--http-bind"] = "Http:BindAddress",
+        ["--dashboard"] = "Http:Dashboard",
     };
+
+    /// <summary>Switches that may stand alone (<c>--dashboard</c>) and then mean <c>true</c>.</summary>
+    public static readonly IReadOnlySet<string> Flags = new HashSet<string>(StringComparer.Ordinal) { "--dashboard" };
 
     public static IConfiguration LoadConfiguration(string[] args) =>
         new ConfigurationBuilder()
             .SetBasePath(AppContext.BaseDirectory)
             .AddJsonFile("appsettings.json", optional: true)
             .AddEnvironmentVariables("P2PSHARE__")
-            .AddCommandLine(args, Switches)
+            .AddCommandLine(ExpandFlags(args), Switches)
             .Build();
+
+    /// <summary>
+    /// <c>--dashboard</c> alone becomes <c>--dashboard true</c>; the configuration's command-line
+    /// reader would otherwise take the next switch as its value.
+    /// </summary>
+    public static string[] ExpandFlags(string[] args)
+    {
+        var expanded = new List<string>(args.Length + 1);
+        for (var i = 0; i < args.Length; i++)
+        {
+            expanded.Add(args[i]);
+            var valueFollows = i + 1 < args.Length && !args[i + 1].StartsWith('-');
+            if (Flags.Contains(args[i]) && !valueFollows) expanded.Add("true");
+        }
+
+        return [.. expanded];
+    }
 
     public static ClusteringOptions ReadClustering(IConfiguration configuration) =>
         configuration.GetSection(ClusteringOptions.Section).Get<ClusteringOptions>() ?? new ClusteringOptions();
 
-    public static IHost Build(IConfiguration configuration, PeerOptions peer, ClusteringOptions clustering)
+    public static HttpOptions ReadHttp(IConfiguration configuration) =>
+        configuration.GetSection(HttpOptions.Section).Get<HttpOptions>() ?? new HttpOptions();
+
+    /// <summary>
+    /// The peer's host: a plain generic host, or, when <see cref="HttpOptions.Port"/> is set, a web
+    /// host whose HTTP endpoints share the silo's services (the dashboard needs that). Kestrel starts
+    /// before the silo, so probes get answers (not ready yet) while the peer joins.
+    /// </summary>
+    /// <param name="configureSilo">Extra silo configuration (tests use it to inject faults).</param>
+    public static IHost Build(IConfiguration configuration, PeerOptions peer, ClusteringOptions clustering, HttpOptions http,
+        Action<ISiloBuilder>? configureSilo = null)
     {
-        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings
+        WebApplicationBuilder? web = null;
+        IHostApplicationBuilder builder;
+        if (http.Enabled)
         {
-            ContentRootPath = AppContext.BaseDirectory,
-            DisableDefaults = true,
-        });
+            // The empty builder adds no configuration sources, logging or HTTPS of its own: ours only.
+            web = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
+            web.WebHost.UseKestrelCore().ConfigureKestrel(k => k.Listen(IPAddress.Parse(http.BindAddress), http.Port!.Value));
+            builder = web;
+        }
+        else
+        {
+            builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings
+            {
+                ContentRootPath = AppContext.BaseDirectory,
+                DisableDefaults = true,
+            });
+        }
+
         builder.Configuration.AddConfiguration(configuration);
         builder.Logging.AddConfiguration(configuration.GetSection("Logging"));
         builder.Logging.AddSimpleConsole(o =>
@@ -79,7 +129,15 @@ internal static class PeerHost
             silo.Configure<ClusterMembershipOptions>(MembershipTuning.Apply);
             silo.Configure<ClusterMembershipOptions>(configuration.GetSection("Membership"));
             silo.AddP2PSharePeer(dataDir);
+            if (http.Dashboard) silo.AddDashboard();
+            configureSilo?.Invoke(silo);
         });
-        return builder.Build();
+        if (web is null) return ((HostApplicationBuilder)builder).Build();
+
+        StartAfterHttp.Defer(web.Services);
+        PeerHttp.AddServices(web.Services, http);
+        var app = web.Build();
+        PeerHttp.Map(app, http, peer.Name);
+        return app;
     }
 }

@@ -3,6 +3,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using P2PShare.Hosting;
 using P2PShare.Peer;
+using P2PShare.Peer.Http;
 
 if (args.Contains("--help") || args.Contains("-h"))
 {
@@ -13,11 +14,13 @@ if (args.Contains("--help") || args.Contains("-h"))
 IConfiguration configuration;
 PeerOptions peer;
 ClusteringOptions clustering;
+HttpOptions http;
 try
 {
     configuration = PeerHost.LoadConfiguration(args);
     peer = configuration.GetSection(PeerOptions.Section).Get<PeerOptions>() ?? new PeerOptions();
     clustering = PeerHost.ReadClustering(configuration);
+    http = PeerHost.ReadHttp(configuration);
 }
 catch (Exception ex) when (ex is FormatException or InvalidOperationException)
 {
@@ -27,6 +30,7 @@ catch (Exception ex) when (ex is FormatException or InvalidOperationException)
 
 var failures = new OptionsValidator().Validate(null, peer).Failures ?? [];
 failures = failures.Concat(new ClusteringOptionsValidator().Validate(null, clustering).Failures ?? []);
+failures = failures.Concat(HttpOptionsValidator.Validate(http, peer));
 if (clustering.IsPostgres && !string.IsNullOrWhiteSpace(peer.Primary))
 {
     failures = failures.Append("Peer:Primary (--primary) only applies in local mode; in postgres mode peers find each other in the database");
@@ -49,7 +53,7 @@ if (clustering.IsPostgres)
     }
 }
 
-using var host = PeerHost.Build(configuration, peer, clustering);
+using var host = PeerHost.Build(configuration, peer, clustering, http);
 try
 {
     await host.RunAsync();

@@ -9,6 +9,9 @@ internal static class StartupErrors
     {
         for (var e = ex; e is not null; e = e.InnerException)
         {
+            // Kestrel starts first and says which address it could not bind.
+            if (e is Microsoft.AspNetCore.Connections.AddressInUseException)
+                return $"the HTTP port is already in use: {OneLine(ex.Message)} (choose another --http-port)";
             if (e is SocketException { SocketErrorCode: SocketError.AddressAlreadyInUse })
                 return "a port is already in use (choose other --silo-port/--gateway-port)";
         }
@@ -18,4 +21,6 @@ internal static class StartupErrors
             inner = inner.InnerException;
         return inner.Message.ReplaceLineEndings(" ");
     }
+
+    private static string OneLine(string text) => text.ReplaceLineEndings(" ").Trim();
 }

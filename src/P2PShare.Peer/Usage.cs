@@ -31,6 +31,11 @@ internal static class Usage
                                  serve the original tracker protocol on this port, e.g. 8888
                                  (Legacy:TrackerPort; default: off; any peer may host it)
           --legacy-bind IP       address of both seed-protocol ports (Legacy:BindAddress, default 0.0.0.0)
+          --http-port N          serve the status page, /api/status, /healthz, /readyz and /metrics on
+                                 this port (Http:Port; default: off), e.g. 5000
+          --http-bind IP         address of the HTTP port (Http:BindAddress, default 127.0.0.1)
+          --dashboard            also serve the Orleans Dashboard at /dashboard/ (Http:Dashboard; turn it
+                                 on for every peer of the cluster)
 
         Every setting can also come from appsettings.json next to the executable, from environment
         variables P2PSHARE__SECTION__KEY (e.g. P2PSHARE__PEER__NAME=peer-1), or as --Section:Key=value.

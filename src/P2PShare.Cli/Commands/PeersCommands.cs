@@ -1,37 +1,9 @@
 using System.CommandLine;
 using System.Globalization;
-using P2PShare.Tracker;
+using P2PShare.Status;
+using Spectre.Console;
 
 namespace P2PShare.Cli.Commands;
-
-/// <summary>One row of <c>peers --json</c>: the tracker's view of a peer, flattened for scripts.</summary>
-public sealed record PeerView(
-    string Name,
-    string Gateway,
-    string Silo,
-    double CpuLoad,
-    int Slots,
-    int RunningTasks,
-    int QueuedTasks,
-    long MemoryUsed,
-    long MemoryQuota,
-    long MemoryKeys,
-    long DiskUsed,
-    long DiskQuota,
-    long DiskFiles,
-    DateTime StartedUtc,
-    DateTime LastReportUtc,
-    IReadOnlyList<string> Runtimes,
-    string? LegacyEndpoint)
-{
-    public static PeerView From(PeerStatus s) => new(
-        s.Name, s.Report.Gateway, s.Report.Silo?.ToString() ?? "", s.Report.CpuLoad,
-        s.Report.Slots, s.Report.RunningTasks, s.Report.QueuedTasks,
-        s.Report.MemoryUsed, s.Report.MemoryQuota, s.Report.MemoryKeys,
-        s.Report.DiskUsed, s.Report.DiskQuota, s.Report.DiskFiles,
-        s.Report.StartedUtc, s.LastReportUtc,
-        s.Report.Runtimes.IsDefault ? [] : [.. s.Report.Runtimes], s.Report.LegacyEndpoint);
-}
 
 public static class PeersCommands
 {
@@ -55,9 +27,7 @@ public static class PeersCommands
     public static async Task<IReadOnlyList<PeerView>> LoadAsync(ClusterConnection cluster)
     {
         var statuses = await cluster.Tracker.GetPeersAsync().ConfigureAwait(false);
-        return statuses.IsDefault
-            ? []
-            : statuses.Select(PeerView.From).OrderBy(p => p.Name, StringComparer.Ordinal).ToList();
+        return PeerView.FromAll(statuses);
     }
 
     private static void Render(Output output, IReadOnlyList<PeerView> peers)
@@ -68,7 +38,12 @@ public static class PeersCommands
             return;
         }
 
-        var now = DateTime.UtcNow;
+        output.WriteTable(Table(peers, DateTime.UtcNow));
+    }
+
+    /// <summary>The peers table; also the top half of <c>watch</c>.</summary>
+    public static Table Table(IReadOnlyList<PeerView> peers, DateTime nowUtc)
+    {
         var table = Output.NewTable("Peer", "Gateway", "CPU load", "Memory", "Disk", "Runtimes", "Last report");
         foreach (var p in peers)
         {
@@ -80,9 +55,9 @@ public static class PeersCommands
                 Output.Used(p.MemoryUsed, p.MemoryQuota),
                 Output.Used(p.DiskUsed, p.DiskQuota),
                 string.Join(", ", p.Runtimes),
-                Output.Age(p.LastReportUtc, now));
+                Output.Age(p.LastReportUtc, nowUtc));
         }
 
-        output.WriteTable(table);
+        return table;
     }
 }

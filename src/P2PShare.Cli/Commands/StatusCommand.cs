@@ -1,5 +1,7 @@
 using System.CommandLine;
+using System.Globalization;
 using P2PShare.Peers;
+using P2PShare.Status;
 
 namespace P2PShare.Cli.Commands;
 
@@ -18,17 +20,8 @@ public sealed record PeerDescriptionView(
         d.Name, d.Silo?.ToString() ?? "", d.Gateway, d.MemoryQuota, d.MaxValueBytes, d.DiskQuota, d.MaxFileBytes, d.StartedUtc);
 }
 
-public sealed record ClusterSummary(
-    int Peers,
-    long MemoryUsed,
-    long MemoryQuota,
-    long DiskUsed,
-    long DiskQuota,
-    int RunningTasks,
-    int QueuedTasks,
-    int Slots);
-
-public sealed record StatusView(ClusterSummary Cluster, PeerDescriptionView Origin);
+/// <param name="TrackerHost">The peer whose silo hosts the tracker now (it moves when that peer dies).</param>
+public sealed record StatusView(ClusterSummary Cluster, string TrackerHost, PeerDescriptionView Origin);
 
 public static class StatusCommand
 {
@@ -39,10 +32,11 @@ public static class StatusCommand
         command.SetAction((parse, ct) => runner.RunAsync(parse, ct, async ctx =>
         {
             var peers = await PeersCommands.LoadAsync(ctx.Cluster).ConfigureAwait(false);
+            var trackerHost = await ctx.Cluster.Tracker.GetHostAsync().ConfigureAwait(false);
             var peerName = await ctx.PeerAsync(peerOption).ConfigureAwait(false);
             var description = await PeerCall.RunAsync(peerName, () => ctx.Cluster.Peer(peerName).DescribeAsync())
                 .ConfigureAwait(false);
-            var view = new StatusView(Summarize(peers), PeerDescriptionView.From(description));
+            var view = new StatusView(ClusterSummary.Of(peers), trackerHost, PeerDescriptionView.From(description));
             if (ctx.Output.Json)
             {
                 ctx.Output.WriteJson(view);
@@ -54,24 +48,16 @@ public static class StatusCommand
         return command;
     }
 
-    public static ClusterSummary Summarize(IReadOnlyList<PeerView> peers) => new(
-        peers.Count,
-        peers.Sum(p => p.MemoryUsed),
-        peers.Sum(p => p.MemoryQuota),
-        peers.Sum(p => p.DiskUsed),
-        peers.Sum(p => p.DiskQuota),
-        peers.Sum(p => p.RunningTasks),
-        peers.Sum(p => p.QueuedTasks),
-        peers.Sum(p => p.Slots));
-
     private static void Render(Output output, StatusView view)
     {
+        output.Line(SummaryLine(view.Cluster));
         var c = view.Cluster;
         var cluster = Output.NewTable("Cluster", "");
-        Output.AddRow(cluster, "Peers", c.Peers.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Output.AddRow(cluster, "Peers alive", c.Peers.ToString(CultureInfo.InvariantCulture));
         Output.AddRow(cluster, "Memory", Output.Used(c.MemoryUsed, c.MemoryQuota));
         Output.AddRow(cluster, "Disk", Output.Used(c.DiskUsed, c.DiskQuota));
         Output.AddRow(cluster, "Tasks", $"{c.RunningTasks} running, {c.QueuedTasks} queued, {c.Slots} slots");
+        Output.AddRow(cluster, "Tracker on", view.TrackerHost);
         output.WriteTable(cluster);
 
         var o = view.Origin;
@@ -85,4 +71,9 @@ public static class StatusCommand
         Output.AddRow(origin, "Started", $"{Output.Timestamp(o.StartedUtc)} ({Output.Age(o.StartedUtc, DateTime.UtcNow)})");
         output.WriteTable(origin);
     }
+
+    /// <summary>The cluster in one line: what <c>status</c> prints first and <c>watch</c> heads its tables with.</summary>
+    public static string SummaryLine(ClusterSummary c) => string.Create(CultureInfo.InvariantCulture,
+        $"{c.Peers} {(c.Peers == 1 ? "peer" : "peers")} alive; tasks: {c.RunningTasks} running, {c.QueuedTasks} queued, {c.Slots} slots; " +
+        $"memory {Output.Used(c.MemoryUsed, c.MemoryQuota)}; disk {Output.Used(c.DiskUsed, c.DiskQuota)}");
 }

@@ -65,7 +65,7 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
     }
 
     /// <param name="factories">One per task language; a factory whose runtime is <see cref="IWorkerFactory.Unavailable"/> gets no pool.</param>
-    public ComputeScheduler(IEnumerable<IWorkerFactory> factories, IOptions<ComputeOptions> options, TimeProvider time, ILogger<ComputeScheduler> logger)
+    public ComputeScheduler(IEnumerable<IWorkerFactory> factories, IOptions<ComputeOptions> options, TimeProvider time, ILogger<ComputeScheduler> logger, Telemetry.P2PShareMetrics? metrics = null)
     {
         ArgumentNullException.ThrowIfNull(factories);
         _options = options.Value;
@@ -88,7 +88,7 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
 
             // Idle cap above the warm count: workers coming back from busy slots are kept, not churned.
             var warm = factory.Language == TaskLanguages.CSharp ? _options.WarmWorkers : Math.Min(_options.PythonWarmWorkers, _options.WarmWorkers);
-            var pool = new WorkerPool(factory, warm, warm + _slots, factory.RecycleAfterPrograms ?? _options.RecycleAfterPrograms, time, logger);
+            var pool = new WorkerPool(factory, warm, warm + _slots, factory.RecycleAfterPrograms ?? _options.RecycleAfterPrograms, time, logger, metrics);
             pool.HealthChanged += RaiseChanged;
             _pools[factory.Language] = pool;
         }

@@ -2,6 +2,7 @@ using Orleans.Placement;
 using Orleans.Storage;
 using P2PShare.Hosting;
 using P2PShare.Peers;
+using P2PShare.Telemetry;
 using P2PShare.Tracker;
 
 namespace P2PShare.Compute;
@@ -48,6 +49,7 @@ public sealed partial class JobGrain(
     [PersistentState("job", StorageNames.Jobs)] IPersistentState<JobState> state,
     JobService jobs,
     PeerLiveness liveness,
+    P2PShareMetrics metrics,
     IOptions<ComputeOptions> options,
     TimeProvider time,
     ILogger<JobGrain> logger) : Grain, IJobGrain, IRemindable
@@ -134,6 +136,7 @@ public sealed partial class JobGrain(
         }
 
         await WriteAsync();
+        metrics.TaskSubmitted(task);
         EnsureFollowing();
         return Info();
     }
@@ -372,7 +375,7 @@ public sealed partial class JobGrain(
     private async Task EndAsync()
     {
         await WriteAsync();
-        _terminal.TrySetResult(Info());
+        if (_terminal.TrySetResult(Info())) metrics.JobEnded(S.Current!);
         LogEnded(JobId, S.Current!.Status, S.Attempts.Count);
         await ForgetReminderAsync();
     }
@@ -392,6 +395,7 @@ public sealed partial class JobGrain(
             try
             {
                 Record(number, fixedPeer, await SendAsync(fixedPeer, assignment));
+                metrics.Routed(spec.Confidential ? RoutingOutcome.Origin : RoutingOutcome.Pinned);
                 return true;
             }
             catch (PeerUnavailableException) when (!firstAttempt)
@@ -408,7 +412,7 @@ public sealed partial class JobGrain(
             string pick;
             try
             {
-                pick = await tracker.PickPeerAsync(new PickRequest([.. skipped], S.Spec!.Language));
+                pick = await PickAsync(tracker, new PickRequest([.. skipped], S.Spec!.Language));
             }
             catch (NoPeersAvailableException) when (!firstAttempt && time.GetUtcNow() < giveUpAt)
             {
@@ -425,13 +429,28 @@ public sealed partial class JobGrain(
             try
             {
                 Record(number, pick, await SendAsync(pick, assignment));
+                metrics.Routed(RoutingOutcome.LeastLoaded);
                 return true;
             }
             catch (PeerUnavailableException ex)
             {
+                metrics.Routed(RoutingOutcome.PeerRefused);
                 LogSkipped(JobId, pick, ex.Message);
                 skipped.Add(pick);
             }
+        }
+    }
+
+    private async Task<string> PickAsync(ITrackerGrain tracker, PickRequest request)
+    {
+        try
+        {
+            return await tracker.PickPeerAsync(request);
+        }
+        catch (NoPeersAvailableException)
+        {
+            metrics.Routed(RoutingOutcome.NoPeer);
+            throw;
         }
     }
 

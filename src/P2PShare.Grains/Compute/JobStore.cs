@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using P2PShare.Hosting;
+using P2PShare.Telemetry;
 
 namespace P2PShare.Compute;
 
@@ -15,10 +16,12 @@ public sealed class JobStore : IDisposable
     private readonly TimeProvider _time;
     private readonly TimeSpan _retention;
     private readonly ITimer _sweeper;
+    private readonly P2PShareMetrics? _metrics;
 
-    public JobStore(IOptions<ComputeOptions> options, TimeProvider time)
+    public JobStore(IOptions<ComputeOptions> options, TimeProvider time, P2PShareMetrics? metrics = null)
     {
         _time = time;
+        _metrics = metrics;
         _retention = options.Value.JobRetention;
         var period = TimeSpan.FromMinutes(1);
         _sweeper = time.CreateTimer(_ => Sweep(), null, period, period);
@@ -29,6 +32,9 @@ public sealed class JobStore : IDisposable
         var record = new JobRecord(assignment, executedBy, Now());
         var key = Key(assignment.JobId, assignment.Attempt);
         if (!_jobs.TryAdd(key, record)) throw new InvalidOperationException($"duplicate job attempt {key}");
+        if (_metrics is { } metrics)
+            record.Finished.ContinueWith(t => metrics.AttemptFinished(t.Result), CancellationToken.None,
+                TaskContinuationOptions.OnlyOnRanToCompletion | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         return record;
     }
 

@@ -29,6 +29,7 @@ internal sealed partial class WorkerPool : IAsyncDisposable
     private readonly int _maxIdle;
     private readonly int _recycleAfterPrograms;
     private readonly TimeProvider _time;
+    private readonly Telemetry.P2PShareMetrics? _metrics;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _disposing = new();
     private int _warming;
@@ -38,7 +39,7 @@ internal sealed partial class WorkerPool : IAsyncDisposable
     private bool _retryScheduled;
     private bool _disposed;
 
-    public WorkerPool(IWorkerFactory factory, int warmWorkers, int maxIdle, int recycleAfterPrograms, TimeProvider time, ILogger logger)
+    public WorkerPool(IWorkerFactory factory, int warmWorkers, int maxIdle, int recycleAfterPrograms, TimeProvider time, ILogger logger, Telemetry.P2PShareMetrics? metrics = null)
     {
         _factory = factory;
         _warmWorkers = Math.Max(0, warmWorkers);
@@ -46,6 +47,7 @@ internal sealed partial class WorkerPool : IAsyncDisposable
         _recycleAfterPrograms = Math.Max(1, recycleAfterPrograms);
         _time = time;
         _logger = logger;
+        _metrics = metrics;
     }
 
     /// <summary>Raised when the pool becomes broken or recovers.</summary>
@@ -268,6 +270,7 @@ internal sealed partial class WorkerPool : IAsyncDisposable
     private void Retire(IWorker worker, string reason)
     {
         LogRetiring(worker.ProcessId, reason);
+        if (!worker.IsHealthy) _metrics?.WorkerRestarted(_factory.Language); // died or killed: replaced, not recycled
         _ = Task.Run(async () =>
         {
             try

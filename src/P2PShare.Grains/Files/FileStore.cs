@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using Microsoft.Win32.SafeHandles;
 using P2PShare.Hosting;
+using P2PShare.Telemetry;
 
 namespace P2PShare.Files;
 
@@ -29,10 +30,12 @@ public sealed partial class FileStore : IDisposable
     private long _usedBytes;
     private long _reservedBytes;
     private long _fileCount;
+    private readonly P2PShareMetrics? _metrics;
 
-    public FileStore(IOptions<DiskOptions> options, PeerDataDirectory data, TimeProvider time, ILogger<FileStore> logger)
+    public FileStore(IOptions<DiskOptions> options, PeerDataDirectory data, TimeProvider time, ILogger<FileStore> logger, P2PShareMetrics? metrics = null)
     {
         _options = options.Value;
+        _metrics = metrics;
         _time = time;
         _logger = logger;
         _filesDir = Path.Combine(data.Path, "files");
@@ -144,6 +147,8 @@ public sealed partial class FileStore : IDisposable
         {
             session.Lock.Release();
         }
+
+        _metrics?.FileBytesIn(data.Length);
     }
 
     public async Task<StoredFileInfo> CompleteUploadAsync(Guid uploadId, string sha256)
@@ -280,6 +285,7 @@ public sealed partial class FileStore : IDisposable
         }
 
         session.LastActivityUtc = Now();
+        _metrics?.FileBytesOut(filled);
         return filled == length ? buffer : buffer[..filled];
     }
 

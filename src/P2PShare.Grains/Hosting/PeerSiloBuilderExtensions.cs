@@ -7,6 +7,7 @@ using P2PShare.Files;
 using P2PShare.Memory;
 using P2PShare.Peers;
 using P2PShare.Placement;
+using P2PShare.Telemetry;
 using P2PShare.Tracker;
 
 namespace P2PShare.Hosting;
@@ -34,6 +35,7 @@ public static class PeerSiloBuilderExtensions
         services.AddSingleton<IValidateOptions<LegacyOptions>, OptionsValidator>();
         services.AddOptions<LegacyOptions>().ValidateOnStart();
 
+        services.AddSingleton<P2PShareMetrics>();
         services.AddSingleton<PeerIdentity>();
         services.AddSingleton<MemoryStore>();
         services.AddSingleton<FileStore>();
@@ -41,13 +43,16 @@ public static class PeerSiloBuilderExtensions
         services.AddSingleton<IWorkerFactory, WorkerProcessFactory>();
         services.AddSingleton<IWorkerFactory, PythonWorkerFactory>();
         services.AddSingleton(sp => new ComputeScheduler(sp.GetServices<IWorkerFactory>(),
-            sp.GetRequiredService<IOptions<ComputeOptions>>(), sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<ComputeScheduler>>()));
+            sp.GetRequiredService<IOptions<ComputeOptions>>(), sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<ComputeScheduler>>(),
+            sp.GetRequiredService<P2PShareMetrics>()));
         services.AddSingleton<JobStore>();
         services.AddSingleton<JobService>();
         services.AddSingleton<PeerLiveness>();
         services.AddSingleton<LoadReporter>();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, UniquePeerNameCheck>();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(sp => sp.GetRequiredService<LoadReporter>());
+        services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, UsageGauges>();
+        services.AddSingleton<PeerReadiness>();
         services.AddSingleton<LegacyGateway>();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(sp => sp.GetRequiredService<LegacyGateway>());
 

@@ -34,6 +34,18 @@ public class LocalCluster : IAsyncLifetime
     /// <summary>Seed-protocol tracker port, served by peer-1.</summary>
     public int TrackerLegacyPort { get; private set; }
 
+    /// <summary>HTTP port of peer-1 (status page, probes, metrics); peer-k listens on base+k-1.</summary>
+    public int HttpPortBase { get; private set; }
+
+    /// <summary>The status page of peer <paramref name="index"/> (1-based).</summary>
+    public Uri HttpBase(int index = 1) => new($"http://127.0.0.1:{HttpPortBase + index - 1}/");
+
+    /// <summary>
+    /// Whether the peers also serve the Orleans Dashboard. Off unless a test class needs it: it adds a
+    /// statistics timer to every silo.
+    /// </summary>
+    protected virtual bool Dashboard => false;
+
     public IEnumerable<string> PeerNames => Enumerable.Range(1, Size).Select(i => $"peer-{i}");
 
     public async Task InitializeAsync()
@@ -67,12 +79,15 @@ public class LocalCluster : IAsyncLifetime
         ProcessResult up = null!;
         for (var attempt = 1; attempt <= 3; attempt++)
         {
-            var ports = FreePorts.PickRuns(Size, 4);
-            (SiloPortBase, GatewayPortBase, LegacyPortBase, TrackerLegacyPort) = (ports[0], ports[1], ports[2], ports[3]);
+            var ports = FreePorts.PickRuns(Size, 5);
+            (SiloPortBase, GatewayPortBase, LegacyPortBase, TrackerLegacyPort, HttpPortBase) = (ports[0], ports[1], ports[2], ports[3], ports[4]);
             _environment["P2PSHARE_SILO_PORT_BASE"] = SiloPortBase.ToString();
             _environment["P2PSHARE_GATEWAY_PORT_BASE"] = GatewayPortBase.ToString();
             _environment["P2PSHARE_LEGACY_PORT_BASE"] = LegacyPortBase.ToString();
             _environment["P2PSHARE_TRACKER_LEGACY_PORT"] = TrackerLegacyPort.ToString();
+            _environment["P2PSHARE_HTTP_PORT_BASE"] = HttpPortBase.ToString();
+            _environment["P2PSHARE_HTTP_BIND"] = null;
+            _environment["P2PSHARE_DASHBOARD"] = Dashboard ? "on" : "off";
             up = await ClusterScriptAsync(UpTimeout, "up", Size.ToString());
             if (up.ExitCode != PortInUseExitCode)
             {
