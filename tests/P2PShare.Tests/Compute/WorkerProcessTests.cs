@@ -193,15 +193,19 @@ public sealed class WorkerProcessTests(ITestOutputHelper output) : IAsyncLifetim
         // Judged by the worker's own CPU time, not wall time: other tests and engineers share the cores.
         const string spin = "long main(long n) { long x = 0; for (long i = 0; i < n; i++) x = x * 31 + i; return x; }";
         await RunAsync(worker, Request(spin, "[100000000]")); // lets the JIT optimise the loop
-        var probe = Stopwatch.StartNew();
-        await RunAsync(worker, Request(spin, "[100000000]"));
-        var iterations = (long)(100_000_000L * 1500 / Math.Max(1, probe.Elapsed.TotalMilliseconds)); // ~1.5 s of CPU
         using var process = Process.GetProcessById(worker.ProcessId);
         TimeSpan Cpu()
         {
             process.Refresh();
             return process.TotalProcessorTime;
         }
+
+        // Calibrated on the worker's CPU time, not wall time: on a loaded machine wall time overstates
+        // the loop's cost, the program came out too short and could end before it was paused.
+        var probeStart = Cpu();
+        await RunAsync(worker, Request(spin, "[100000000]"));
+        var probeCpu = Cpu() - probeStart;
+        var iterations = (long)(100_000_000L * 2000 / Math.Max(1, probeCpu.TotalMilliseconds)); // ~2 s of CPU
 
         var startCpu = Cpu();
         var run = RunAsync(worker, Request(spin, $"[{iterations}]"));
