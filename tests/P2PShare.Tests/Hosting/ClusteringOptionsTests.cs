@@ -4,6 +4,7 @@ using Microsoft.Extensions.Options;
 using Orleans.Configuration;
 using Orleans.Hosting;
 using Orleans.Storage;
+using P2PShare.Compute;
 using P2PShare.Hosting;
 using P2PShare.Tests.Postgres;
 

@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
 using P2PShare.Peer;
+using P2PShare.Peers;
 using P2PShare.Tests.Postgres;
 using P2PShare.Tests.Support;
 using P2PShare.Tracker;

@@ -3,6 +3,7 @@ using Microsoft.Extensions.Hosting;
 using Orleans.Configuration;
 using Orleans.Hosting;
 using Orleans.Storage;
+using P2PShare.Compute;
 using P2PShare.Hosting;
 using P2PShare.Tests.Support;
 

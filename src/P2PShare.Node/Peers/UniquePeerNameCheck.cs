@@ -1,4 +1,4 @@
-namespace P2PShare.Hosting;
+namespace P2PShare.Peers;
 
 /// <summary>
 /// Refuses to start a second live silo with a peer name already in use: placement pins a peer

@@ -1,4 +1,4 @@
-namespace P2PShare.Hosting;
+namespace P2PShare.Compute;
 
 /// <summary>Names of the Orleans providers P2PShare registers; silos and tests must agree on them.</summary>
 public static class StorageNames

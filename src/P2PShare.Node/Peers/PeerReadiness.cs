@@ -2,7 +2,7 @@ using System.Diagnostics;
 using P2PShare.Compute;
 using P2PShare.Tracker;
 
-namespace P2PShare.Hosting;
+namespace P2PShare.Peers;
 
 /// <summary>What a readiness probe learns; <see cref="Reason"/> names the first check that failed.</summary>
 /// <param name="SiloStatus">This silo's status in the cluster's membership (active, joining, shutting down...).</param>

@@ -4,6 +4,7 @@ using Orleans.Configuration;
 using Orleans.Hosting;
 using Orleans.Serialization;
 using Orleans.Storage;
+using P2PShare.Compute;
 
 namespace P2PShare.Hosting;
 
