@@ -25,7 +25,6 @@ internal sealed class Scenarios(ClusterConnection cluster, BenchOptions options)
         }
         """;
 
-    private static readonly TimeSpan WaitSlice = TimeSpan.FromSeconds(20);
     private string[] _peers = [];
 
     public async Task<List<JsonObject>> RunAsync(string scenario)
@@ -53,7 +52,7 @@ internal sealed class Scenarios(ClusterConnection cluster, BenchOptions options)
     {
         var job = await cluster.Peer(origin).SubmitAsync(spec);
         var handle = cluster.Client.GetJob(job.JobId);
-        while (!job.IsTerminal) job = await handle.WaitAsync(WaitSlice);
+        while (!job.IsTerminal) job = await handle.WaitAsync(CallLimits.WaitSlice);
         if (job.Status != JobStatus.Succeeded) throw new InvalidOperationException($"job {job.JobId} ended {job.Status}: {job.Error}");
         return job;
     }

@@ -10,13 +10,10 @@ namespace P2PShare.Cli.Commands;
 /// </summary>
 public static class JobCalls
 {
-    private static readonly TimeSpan RetryFor = TimeSpan.FromSeconds(20);
-    private static readonly TimeSpan Backoff = TimeSpan.FromMilliseconds(500);
-
     public static async Task<JobInfo> RunAsync(CommandContext ctx, string jobId, Func<IJobGrain, Task<JobInfo>> call)
     {
         var grain = ctx.Cluster.Client.GetJob(jobId);
-        var giveUpAt = DateTime.UtcNow + RetryFor;
+        var giveUpAt = DateTime.UtcNow + CallLimits.RetryWindow;
         while (true)
         {
             try
@@ -26,7 +23,7 @@ public static class JobCalls
             catch (Exception ex) when ((PeerCall.IsUnavailable(ex) || ex is TimeoutException) && DateTime.UtcNow < giveUpAt
                                        && !ctx.Cancel.IsCancellationRequested)
             {
-                await Task.Delay(Backoff, ctx.Cancel).ConfigureAwait(false);
+                await Task.Delay(CallLimits.RetryBackoff, ctx.Cancel).ConfigureAwait(false);
             }
         }
     }

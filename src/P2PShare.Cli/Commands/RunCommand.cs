@@ -8,9 +8,6 @@ namespace P2PShare.Cli.Commands;
 /// <summary><c>p2pshare run</c>: submit a program, wait for it (unless --detach) and print the result.</summary>
 public static class RunCommand
 {
-    /// <summary>Longest single wait call; well below Orleans' 30 s response timeout, so any job length works.</summary>
-    public static readonly TimeSpan WaitSlice = TimeSpan.FromSeconds(20);
-
     private const int MaxInFlight = 64;
 
     /// <summary>The peers' own limit (Compute options), checked here too so a typo is a usage error.</summary>
@@ -90,7 +87,7 @@ public static class RunCommand
         {
             ctx.Cancel.ThrowIfCancellationRequested();
             var left = deadline - DateTime.UtcNow;
-            var slice = left < WaitSlice ? (left < TimeSpan.Zero ? TimeSpan.Zero : left) : WaitSlice;
+            var slice = left < CallLimits.WaitSlice ? (left < TimeSpan.Zero ? TimeSpan.Zero : left) : CallLimits.WaitSlice;
             var job = await JobCalls.RunAsync(ctx, jobId, j => j.WaitAsync(slice)).ConfigureAwait(false);
             if (job.IsTerminal || DateTime.UtcNow >= deadline) return job;
         }

@@ -22,7 +22,7 @@ internal sealed class LegacyPeerHandler(
     LegacyOptions options,
     ComputeOptions compute) : ILegacyHandler
 {
-    private static readonly TimeSpan WaitSlice = TimeSpan.FromSeconds(25);
+    private static readonly TimeSpan WaitSlice = CallLimits.WaitSlice;
 
     private IPeerGrain Self => grains.GetGrain<IPeerGrain>(identity.Name);
 

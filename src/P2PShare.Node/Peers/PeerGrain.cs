@@ -92,12 +92,9 @@ public sealed class PeerGrain(PeerIdentity identity, MemoryStore memory, FileSto
     }
 
     public Task<JobInfo> WaitAttemptAsync(string jobId, int attempt, TimeSpan maxWait) =>
-        compute.WaitAsync(jobId, attempt, maxWait > MaxWait ? MaxWait : maxWait);
+        compute.WaitAsync(jobId, attempt, maxWait > CallLimits.MaxWait ? CallLimits.MaxWait : maxWait);
 
     public Task<JobInfo> CancelAttemptAsync(string jobId, int attempt) => compute.CancelAsync(jobId, attempt);
 
     public Task<JobListing> ListJobsAsync(int limit) => Task.FromResult(compute.List(limit));
-
-    /// <summary>A wait is answered well within Orleans' 30 s call timeout; callers loop for longer jobs.</summary>
-    private static readonly TimeSpan MaxWait = TimeSpan.FromSeconds(25);
 }
