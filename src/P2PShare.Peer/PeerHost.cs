@@ -9,6 +9,7 @@ using Microsoft.Extensions.Options;
 using Orleans.Configuration;
 using Orleans.Hosting;
 using Orleans.Dashboard;
+using P2PShare.Connecting;
 using P2PShare.Hosting;
 using P2PShare.Peer.Http;
 
@@ -122,8 +123,8 @@ internal static class PeerHost
         builder.UseOrleans(silo =>
         {
             IPEndPoint? primary = null;
-            if (!string.IsNullOrWhiteSpace(peer.Primary) && Endpoints.TryParse(peer.Primary, out var ep))
-                primary = Endpoints.Resolve(ep.Value.Host, ep.Value.Port);
+            if (!string.IsNullOrWhiteSpace(peer.Primary) && HostPort.TryParse(peer.Primary, out var ep, allowBareIPv6: true))
+                primary = ep.Resolve();
             silo.UseP2PShareClustering(clustering, peer.SiloPort, peer.GatewayPort, primary);
             silo.Configure<SiloOptions>(o => o.SiloName = peer.Name);
             silo.Configure<ClusterMembershipOptions>(MembershipTuning.Apply);

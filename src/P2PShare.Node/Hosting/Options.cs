@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using P2PShare.Connecting;
 
 namespace P2PShare.Hosting;
 
@@ -145,7 +146,7 @@ public sealed class OptionsValidator :
         CheckPort(errors, "Peer:GatewayPort", o.GatewayPort);
         if (o.SiloPort == o.GatewayPort)
             errors.Add("Peer:SiloPort and Peer:GatewayPort must differ");
-        if (!string.IsNullOrWhiteSpace(o.Primary) && !Endpoints.TryParse(o.Primary, out _))
+        if (!string.IsNullOrWhiteSpace(o.Primary) && !HostPort.TryParse(o.Primary, out _, allowBareIPv6: true))
             errors.Add($"Peer:Primary '{o.Primary}' is not host:port");
         return Result(errors);
     }
