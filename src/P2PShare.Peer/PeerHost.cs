@@ -11,6 +11,7 @@ using Orleans.Hosting;
 using Orleans.Dashboard;
 using P2PShare.Connecting;
 using P2PShare.Hosting;
+using P2PShare.Legacy;
 using P2PShare.Peer.Http;
 
 namespace P2PShare.Peer;
@@ -117,7 +118,6 @@ internal static class PeerHost
         builder.Services.Configure<DiskOptions>(configuration.GetSection(DiskOptions.Section));
         builder.Services.Configure<TrackerOptions>(configuration.GetSection(TrackerOptions.Section));
         builder.Services.Configure<ComputeOptions>(configuration.GetSection(ComputeOptions.Section));
-        builder.Services.Configure<LegacyOptions>(configuration.GetSection(LegacyOptions.Section));
 
         var dataDir = Path.GetFullPath(string.IsNullOrWhiteSpace(peer.DataDir) ? Path.Combine("data", peer.Name) : peer.DataDir);
         builder.UseOrleans(silo =>
@@ -130,6 +130,7 @@ internal static class PeerHost
             silo.Configure<ClusterMembershipOptions>(MembershipTuning.Apply);
             silo.Configure<ClusterMembershipOptions>(configuration.GetSection("Membership"));
             silo.AddP2PSharePeer(dataDir);
+            if (LegacyGatewayExtensions.IsConfigured(configuration)) silo.AddP2PShareLegacyGateway();
             if (http.Dashboard) silo.AddDashboard();
             configureSilo?.Invoke(silo);
         });
