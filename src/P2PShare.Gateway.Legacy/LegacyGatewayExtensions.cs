@@ -5,6 +5,7 @@ using P2PShare.Peers;
 
 namespace P2PShare.Legacy;
 
+/// <summary>How a peer host adds the seed-protocol gateway to its silo; the engine never does.</summary>
 public static class LegacyGatewayExtensions
 {
     /// <summary>
