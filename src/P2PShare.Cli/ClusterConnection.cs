@@ -4,6 +4,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Orleans.Configuration;
 using Orleans.Hosting;
+using P2PShare.Connecting;
 using P2PShare.Peers;
 using P2PShare.Tracker;
 
@@ -14,7 +15,7 @@ namespace P2PShare.Cli;
 /// <see cref="DatabaseConnectionString"/> set: postgres clustering, gateways come from the cluster
 /// database and <see cref="Gateways"/> is empty. Otherwise the fixed gateway list.
 /// </remarks>
-public sealed record ConnectionSettings(IReadOnlyList<GatewayAddress> Gateways, string? Origin, string? DatabaseConnectionString = null)
+public sealed record ConnectionSettings(IReadOnlyList<HostPort> Gateways, string? Origin, string? DatabaseConnectionString = null)
 {
     public const string OriginEnvironmentVariable = "P2PSHARE_ORIGIN";
 
@@ -22,7 +23,7 @@ public sealed record ConnectionSettings(IReadOnlyList<GatewayAddress> Gateways, 
 
     /// <summary>Where the CLI looks for the cluster, for messages: the gateways or the database (never its password).</summary>
     public string Describe() =>
-        DatabaseConnectionString is { } db ? Clustering.DescribeDatabase(db) : Cli.Gateways.Describe(Gateways);
+        DatabaseConnectionString is { } db ? $"database {ClusterDatabase.Describe(db)}" : Cli.Gateways.Describe(Gateways);
 }
 
 /// <summary>
@@ -32,8 +33,6 @@ public sealed record ConnectionSettings(IReadOnlyList<GatewayAddress> Gateways, 
 /// </summary>
 public sealed class ClusterConnection : IAsyncDisposable
 {
-    public const string ClusterId = "p2pshare";
-    public const string ServiceId = "p2pshare";
     public static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(8);
     private static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(3);
 
@@ -78,8 +77,15 @@ public sealed class ClusterConnection : IAsyncDisposable
             if (settings.DatabaseConnectionString is { } connectionString)
             {
                 // Leave a second of the deadline for the gateway itself.
-                database = ClusterDatabaseCheck.Bounded(connectionString, ConnectTimeout - TimeSpan.FromSeconds(1));
-                await ClusterDatabaseCheck.EnsureReadyAsync(database, deadline.Token).ConfigureAwait(false);
+                database = ClusterDatabase.Bounded(connectionString, ConnectTimeout - TimeSpan.FromSeconds(1));
+                // Orleans' own failure there is a chain of exceptions after its connect timeout; this
+                // says in one line (exit 5) what is wrong, within the deadline.
+                var problem = await ClusterDatabase.FindProblemAsync(database, ClusterDatabase.MembershipQueryKeys, timeout: null, deadline.Token)
+                    .ConfigureAwait(false);
+                if (problem is not null)
+                {
+                    throw Unreachable(problem);
+                }
             }
             else
             {
@@ -118,6 +124,19 @@ public sealed class ClusterConnection : IAsyncDisposable
 
         lost.Arm();
         return new ClusterConnection(host, settings, endpoints.Length > 0 ? endpoints[0] : null, lost);
+    }
+
+    /// <summary>The CLI's words for a cluster database that cannot serve it.</summary>
+    private static ClusterUnreachableException Unreachable(DatabaseProblem problem)
+    {
+        var where = $"database {problem.Where}";
+        return problem.Kind switch
+        {
+            DatabaseProblemKind.NoSchema => new(where, "it has no P2PShare schema; run deploy/postgres/setup.sh", problem.Cause),
+            DatabaseProblemKind.IncompleteSchema => new(where, "its P2PShare schema is incomplete; apply deploy/postgres/schema.sql"),
+            DatabaseProblemKind.NoAnswer => new(where, $"no answer within {ConnectTimeout.TotalSeconds:0} s"),
+            _ => new(where, problem.Cause is { } cause ? ErrorReporting.OneLine(cause) : problem.Message, problem.Cause),
+        };
     }
 
     /// <summary>Orleans' complaint when the gateway list it read is empty.</summary>
@@ -198,12 +217,7 @@ public sealed class ClusterConnection : IAsyncDisposable
         var local = LocalAddresses();
         foreach (var peer in peers.OrderBy(p => p.Name, StringComparer.Ordinal))
         {
-            GatewayAddress gateway;
-            try
-            {
-                gateway = Gateways.Parse(peer.Report.Gateway);
-            }
-            catch (UsageException)
+            if (!HostPort.TryParse(peer.Report.Gateway, out var gateway))
             {
                 continue;
             }
@@ -258,7 +272,7 @@ public sealed class ClusterConnection : IAsyncDisposable
             {
                 client.UseAdoNetClustering(o =>
                 {
-                    o.Invariant = "Npgsql";
+                    o.Invariant = ClusteringOptions.NpgsqlInvariant;
                     o.ConnectionString = database;
                 });
             }
@@ -278,8 +292,8 @@ public sealed class ClusterConnection : IAsyncDisposable
             });
             client.Configure<ClusterOptions>(o =>
             {
-                o.ClusterId = ClusterId;
-                o.ServiceId = ServiceId;
+                o.ClusterId = ClusterIds.ClusterId;
+                o.ServiceId = ClusterIds.ServiceId;
             });
         });
         return builder.Build();

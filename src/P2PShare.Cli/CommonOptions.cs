@@ -1,4 +1,5 @@
 using System.CommandLine;
+using P2PShare.Connecting;
 
 namespace P2PShare.Cli;
 
@@ -74,15 +75,20 @@ public sealed class CommonOptions
     public ConnectionSettings ReadSettings(ParseResult result)
     {
         var gatewayOptions = result.GetValue(Gateway) ?? [];
-        var (mode, database) = Clustering.Select(
+        var clustering = Clustering.Select(
             result.GetValue(Mode),
             result.GetValue(Database),
             gatewayOptions.Any(g => !string.IsNullOrWhiteSpace(g)),
             Environment.GetEnvironmentVariable(Clustering.ModeEnvironmentVariable),
             Environment.GetEnvironmentVariable(Clustering.ConnectionStringEnvironmentVariable));
+        if (clustering.Problem is { } problem)
+        {
+            throw new UsageException(problem);
+        }
+
         var origin = NonEmpty(result.GetValue(Origin)) ?? NonEmpty(Environment.GetEnvironmentVariable(ConnectionSettings.OriginEnvironmentVariable));
-        return mode == ClusteringMode.Postgres
-            ? new ConnectionSettings([], origin, database)
+        return clustering.Mode == ClusteringMode.Postgres
+            ? new ConnectionSettings([], origin, clustering.ConnectionString)
             : new ConnectionSettings(Gateways.Select(gatewayOptions, Environment.GetEnvironmentVariable(Gateways.EnvironmentVariable)), origin);
     }
 

@@ -9,7 +9,9 @@ using Microsoft.Extensions.Options;
 using Orleans.Configuration;
 using Orleans.Hosting;
 using Orleans.Dashboard;
+using P2PShare.Connecting;
 using P2PShare.Hosting;
+using P2PShare.Legacy;
 using P2PShare.Peer.Http;
 
 namespace P2PShare.Peer;
@@ -116,19 +118,19 @@ internal static class PeerHost
         builder.Services.Configure<DiskOptions>(configuration.GetSection(DiskOptions.Section));
         builder.Services.Configure<TrackerOptions>(configuration.GetSection(TrackerOptions.Section));
         builder.Services.Configure<ComputeOptions>(configuration.GetSection(ComputeOptions.Section));
-        builder.Services.Configure<LegacyOptions>(configuration.GetSection(LegacyOptions.Section));
 
         var dataDir = Path.GetFullPath(string.IsNullOrWhiteSpace(peer.DataDir) ? Path.Combine("data", peer.Name) : peer.DataDir);
         builder.UseOrleans(silo =>
         {
             IPEndPoint? primary = null;
-            if (!string.IsNullOrWhiteSpace(peer.Primary) && Endpoints.TryParse(peer.Primary, out var ep))
-                primary = Endpoints.Resolve(ep.Value.Host, ep.Value.Port);
+            if (!string.IsNullOrWhiteSpace(peer.Primary) && HostPort.TryParse(peer.Primary, out var ep, allowBareIPv6: true))
+                primary = ep.Resolve();
             silo.UseP2PShareClustering(clustering, peer.SiloPort, peer.GatewayPort, primary);
             silo.Configure<SiloOptions>(o => o.SiloName = peer.Name);
             silo.Configure<ClusterMembershipOptions>(MembershipTuning.Apply);
             silo.Configure<ClusterMembershipOptions>(configuration.GetSection("Membership"));
             silo.AddP2PSharePeer(dataDir);
+            if (LegacyGatewayExtensions.IsConfigured(configuration)) silo.AddP2PShareLegacyGateway();
             if (http.Dashboard) silo.AddDashboard();
             configureSilo?.Invoke(silo);
         });

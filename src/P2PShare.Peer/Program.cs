@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
+using P2PShare.Connecting;
 using P2PShare.Hosting;
 using P2PShare.Peer;
 using P2PShare.Peer.Http;
@@ -48,7 +49,7 @@ if (clustering.IsPostgres)
     var problem = await ClusterDatabase.FindProblemAsync(clustering.ConnectionString!, ClusterDatabase.DefaultTimeout, CancellationToken.None);
     if (problem is not null)
     {
-        Console.Error.WriteLine($"p2pshare-peer: peer '{peer.Name}' failed: {problem}");
+        Console.Error.WriteLine($"p2pshare-peer: peer '{peer.Name}' failed: {problem.Message}");
         return 1;
     }
 }

@@ -1,5 +1,6 @@
 using System.Globalization;
 using P2PShare.Cli;
+using P2PShare.Connecting;
 
 namespace P2PShare.Benchmarks;
 
@@ -20,7 +21,7 @@ internal sealed record BenchOptions
 
     public static readonly string[] All = ["compile", "file", "tasks", "balance", "fairness", "mem", "legacy"];
 
-    public List<GatewayAddress> Gateways { get; init; } = [];
+    public List<HostPort> Gateways { get; init; } = [];
     public List<string> Scenarios { get; init; } = [.. All];
     public bool Quick { get; init; }
     public int Tasks { get; init; } = 3000;
@@ -35,7 +36,7 @@ internal sealed record BenchOptions
 
     public static BenchOptions? Parse(string[] args)
     {
-        var gateways = new List<GatewayAddress>();
+        var gateways = new List<HostPort>();
         var o = new BenchOptions();
         var quick = args.Contains("--quick");
         if (quick) o = o with { Quick = true, Tasks = 200, Submitters = 4, MemSeconds = 1, FileMiB = 16 };
@@ -76,11 +77,11 @@ internal sealed record BenchOptions
         }
 
         if (gateways.Count == 0)
-            gateways.AddRange(Enumerable.Range(0, 3).Select(k => new GatewayAddress("127.0.0.1", 30000 + k)));
+            gateways.AddRange(Enumerable.Range(0, 3).Select(k => new HostPort("127.0.0.1", 30000 + k)));
         return o with { Gateways = gateways };
     }
 
-    private static BenchOptions Add(BenchOptions o, List<GatewayAddress> gateways, GatewayAddress gateway)
+    private static BenchOptions Add(BenchOptions o, List<HostPort> gateways, HostPort gateway)
     {
         gateways.Add(gateway);
         return o;

@@ -246,7 +246,7 @@ internal sealed class Scenarios(ClusterConnection cluster, BenchOptions options)
         {
             // The first peer's seed-protocol port, as the tracker knows it.
             var peers = await cluster.Tracker.GetPeersAsync();
-            endpoint = peers.Select(p => p.Report.LegacyEndpoint).FirstOrDefault(e => e is not null)
+            endpoint = peers.Select(p => p.Report.Endpoints.GetValueOrDefault("seed-protocol")).FirstOrDefault(e => e is not null)
                 ?? throw new InvalidOperationException("no peer has a seed-protocol port (--legacy-port); give --legacy HOST:PORT");
         }
 

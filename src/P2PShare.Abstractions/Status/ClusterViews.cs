@@ -8,6 +8,10 @@ namespace P2PShare.Status;
 /// One peer as the tracker sees it, flattened for scripts and pages: a row of <c>p2pshare peers --json</c>,
 /// of <c>GET /api/status</c> and of <c>p2pshare watch</c>, so all three show the same numbers.
 /// </summary>
+/// <param name="Endpoints">
+/// Listeners the peer runs besides its gateway, by name → <c>ip:port</c> (see
+/// <see cref="LoadReport.Endpoints"/>); empty when none. Gateways name their own entries.
+/// </param>
 public sealed record PeerView(
     string Name,
     string Gateway,
@@ -25,7 +29,7 @@ public sealed record PeerView(
     DateTime StartedUtc,
     DateTime LastReportUtc,
     IReadOnlyList<string> Runtimes,
-    string? LegacyEndpoint)
+    IReadOnlyDictionary<string, string> Endpoints)
 {
     public static PeerView From(PeerStatus s) => new(
         s.Name, s.Report.Gateway, s.Report.Silo?.ToString() ?? "", s.Report.CpuLoad,
@@ -33,7 +37,9 @@ public sealed record PeerView(
         s.Report.MemoryUsed, s.Report.MemoryQuota, s.Report.MemoryKeys,
         s.Report.DiskUsed, s.Report.DiskQuota, s.Report.DiskFiles,
         s.Report.StartedUtc, s.LastReportUtc,
-        s.Report.Runtimes.IsDefault ? [] : [.. s.Report.Runtimes], s.Report.LegacyEndpoint);
+        s.Report.Runtimes.IsDefault ? [] : [.. s.Report.Runtimes],
+        // Null in a report from a peer that predates the field.
+        s.Report.Endpoints ?? ImmutableDictionary<string, string>.Empty);
 
     /// <summary>The tracker's peers in name order; an empty list when it knows none.</summary>
     public static IReadOnlyList<PeerView> FromAll(ImmutableArray<PeerStatus> statuses) =>

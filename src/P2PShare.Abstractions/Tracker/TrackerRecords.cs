@@ -32,9 +32,13 @@ public sealed record LoadReport(
     [Id(17)]
     public ImmutableArray<string> Runtimes { get; init; } = [Compute.TaskLanguages.CSharp];
 
-    /// <summary>The peer's seed-protocol endpoint (<c>ip:port</c>) when it listens on one; null otherwise.</summary>
-    [Id(18)]
-    public string? LegacyEndpoint { get; init; }
+    /// <summary>
+    /// Listeners the peer runs besides Orleans (protocol gateways), by name → <c>ip:port</c>; empty
+    /// when it runs none. Gateways add theirs (<c>IPeerEndpointSource</c>); the engine does not know their names.
+    /// </summary>
+    // Id 18 held a string field this map replaced; not reused, so peers of mixed versions cannot misread it.
+    [Id(19)]
+    public ImmutableDictionary<string, string> Endpoints { get; init; } = ImmutableDictionary<string, string>.Empty;
 
     public bool CanRun(string language) => Runtimes.Contains(language);
 

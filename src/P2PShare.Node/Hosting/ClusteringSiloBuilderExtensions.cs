@@ -5,6 +5,7 @@ using Orleans.Hosting;
 using Orleans.Serialization;
 using Orleans.Storage;
 using P2PShare.Compute;
+using P2PShare.Connecting;
 
 namespace P2PShare.Hosting;
 

@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using P2PShare.Connecting;
 
 namespace P2PShare.Hosting;
 
@@ -88,32 +89,8 @@ public sealed class TrackerOptions
 /// <summary>Checks every option at start-up and names the bad one in a one-line message.</summary>
 public sealed class OptionsValidator :
     IValidateOptions<PeerOptions>, IValidateOptions<MemoryOptions>,
-    IValidateOptions<DiskOptions>, IValidateOptions<TrackerOptions>, IValidateOptions<ComputeOptions>,
-    IValidateOptions<LegacyOptions>
+    IValidateOptions<DiskOptions>, IValidateOptions<TrackerOptions>, IValidateOptions<ComputeOptions>
 {
-    public ValidateOptionsResult Validate(string? name, LegacyOptions o)
-    {
-        var errors = new List<string>();
-        // Port 0 asks the OS for a free port (tests use it).
-        if (o.PeerPort is < 0 or > 65535) errors.Add($"Legacy:PeerPort (--legacy-port) must be 1..65535, not {o.PeerPort}");
-        if (o.TrackerPort is < 0 or > 65535) errors.Add($"Legacy:TrackerPort (--tracker-legacy-port) must be 1..65535, not {o.TrackerPort}");
-        if (o.PeerPort is > 0 && o.PeerPort == o.TrackerPort) errors.Add("Legacy:PeerPort and Legacy:TrackerPort must differ");
-        if (!System.Net.IPAddress.TryParse(o.BindAddress, out _)) errors.Add($"Legacy:BindAddress '{o.BindAddress}' is not an IP address");
-        if (o.MaxFrameBytes < 1024) errors.Add("Legacy:MaxFrameBytes must be at least 1024");
-        if (o.MaxBufferedBytes < o.MaxFrameBytes)
-            errors.Add("Legacy:MaxBufferedBytes must be at least Legacy:MaxFrameBytes");
-        if (o.MaxFileBytes < 0 || o.MaxFileBytes > (long)o.MaxFrameBytes * 3 / 4)
-            errors.Add("Legacy:MaxFileBytes must fit a message in base64: at most 3/4 of Legacy:MaxFrameBytes");
-        if (o.MaxConnections < 1) errors.Add("Legacy:MaxConnections must be at least 1");
-        if (o.IdleTimeout <= TimeSpan.Zero || o.StallTimeout <= TimeSpan.Zero) errors.Add("Legacy:IdleTimeout and Legacy:StallTimeout must be positive");
-        if (TaskLanguagesCheck(o.DefaultLanguage) is { } bad) errors.Add(bad);
-        if (o.ExternalPeerTimeout <= TimeSpan.Zero) errors.Add("Legacy:ExternalPeerTimeout must be positive");
-        return Result(errors);
-    }
-
-    private static string? TaskLanguagesCheck(string language) =>
-        P2PShare.Compute.TaskLanguages.Normalize(language) is null ? $"Legacy:DefaultLanguage '{language}' is not a known task language" : null;
-
     public ValidateOptionsResult Validate(string? name, ComputeOptions o)
     {
         var errors = new List<string>();
@@ -145,7 +122,7 @@ public sealed class OptionsValidator :
         CheckPort(errors, "Peer:GatewayPort", o.GatewayPort);
         if (o.SiloPort == o.GatewayPort)
             errors.Add("Peer:SiloPort and Peer:GatewayPort must differ");
-        if (!string.IsNullOrWhiteSpace(o.Primary) && !Endpoints.TryParse(o.Primary, out _))
+        if (!string.IsNullOrWhiteSpace(o.Primary) && !HostPort.TryParse(o.Primary, out _, allowBareIPv6: true))
             errors.Add($"Peer:Primary '{o.Primary}' is not host:port");
         return Result(errors);
     }
@@ -249,49 +226,4 @@ public sealed class ComputeOptions
 
     /// <summary>Run each Python worker in empty network and PID namespaces when the machine allows them.</summary>
     public bool PythonNamespaces { get; set; } = true;
-}
-
-/// <summary>
-/// The seed-protocol gateway: the original Python system's length-prefixed JSON over TCP, so its
-/// clients and peers work against P2PShare unchanged. Both listeners are off unless a port is set.
-/// </summary>
-public sealed class LegacyOptions
-{
-    public const string Section = "Legacy";
-
-    /// <summary>Peer-protocol port (the original's default was 9000); null: no listener.</summary>
-    public int? PeerPort { get; set; }
-
-    /// <summary>Tracker-protocol port (the original's default was 8888); null: no listener.</summary>
-    public int? TrackerPort { get; set; }
-
-    /// <summary>Address both listeners bind to; the original bound every interface.</summary>
-    public string BindAddress { get; set; } = "0.0.0.0";
-
-    /// <summary>Largest accepted message, in bytes; default fits a 100 MiB file in base64 plus its JSON.</summary>
-    public int MaxFrameBytes { get; set; } = 140 * 1024 * 1024;
-
-    /// <summary>Largest file PUT_FILE accepts (the original capped files at 100 MB).</summary>
-    public long MaxFileBytes { get; set; } = 100 * Bytes.MiB;
-
-    /// <summary>Connections served at once; more are closed at once.</summary>
-    public int MaxConnections { get; set; } = 256;
-
-    /// <summary>
-    /// Bytes of large message bodies (over 64 KiB) held at once over all connections, counted as they
-    /// arrive; bounds the gateway's memory. A body that finds no room within the stall timeout is refused.
-    /// </summary>
-    public long MaxBufferedBytes { get; set; } = 512 * Bytes.MiB;
-
-    /// <summary>How long a connection may sit between messages before it is closed.</summary>
-    public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromSeconds(60);
-
-    /// <summary>How long a started message may stall (no byte arriving) before the connection is closed.</summary>
-    public TimeSpan StallTimeout { get; set; } = TimeSpan.FromSeconds(10);
-
-    /// <summary>Language of CPU_TASK programs that name none (the original ran Python).</summary>
-    public string DefaultLanguage { get; set; } = "python";
-
-    /// <summary>How long an original peer's registration lives without a REGISTER or UPDATE_LOAD (the original: 30 s).</summary>
-    public TimeSpan ExternalPeerTimeout { get; set; } = TimeSpan.FromSeconds(30);
 }

@@ -2,7 +2,6 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Orleans.Hosting;
 using P2PShare.Compute;
-using P2PShare.Legacy;
 using P2PShare.Files;
 using P2PShare.Memory;
 using P2PShare.Peers;
@@ -32,8 +31,6 @@ public static class PeerSiloBuilderExtensions
         services.AddOptions<TrackerOptions>().ValidateOnStart();
         services.AddSingleton<IValidateOptions<ComputeOptions>, OptionsValidator>();
         services.AddOptions<ComputeOptions>().ValidateOnStart();
-        services.AddSingleton<IValidateOptions<LegacyOptions>, OptionsValidator>();
-        services.AddOptions<LegacyOptions>().ValidateOnStart();
 
         services.AddSingleton<P2PShareMetrics>();
         services.AddSingleton<PeerIdentity>();
@@ -53,8 +50,6 @@ public static class PeerSiloBuilderExtensions
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(sp => sp.GetRequiredService<LoadReporter>());
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, UsageGauges>();
         services.AddSingleton<PeerReadiness>();
-        services.AddSingleton<LegacyGateway>();
-        services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(sp => sp.GetRequiredService<LegacyGateway>());
 
         silo.AddPlacementDirector<PeerPlacementStrategy, PeerPlacementDirector>();
         return silo;

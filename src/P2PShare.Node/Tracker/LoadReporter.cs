@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using P2PShare.Compute;
 using P2PShare.Files;
 using P2PShare.Hosting;
@@ -18,6 +19,7 @@ public sealed partial class LoadReporter : ILifecycleParticipant<ISiloLifecycle>
     private readonly MemoryStore _memory;
     private readonly FileStore _files;
     private readonly ComputeScheduler _scheduler;
+    private readonly IPeerEndpointSource[] _endpoints;
     private readonly TrackerOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger<LoadReporter> _logger;
@@ -28,13 +30,15 @@ public sealed partial class LoadReporter : ILifecycleParticipant<ISiloLifecycle>
     private long _sequence;
 
     public LoadReporter(IGrainFactory grains, PeerIdentity identity, MemoryStore memory, FileStore files,
-        ComputeScheduler scheduler, IOptions<TrackerOptions> options, TimeProvider time, ILogger<LoadReporter> logger)
+        ComputeScheduler scheduler, IEnumerable<IPeerEndpointSource> endpoints, IOptions<TrackerOptions> options, TimeProvider time,
+        ILogger<LoadReporter> logger)
     {
         _grains = grains;
         _identity = identity;
         _memory = memory;
         _files = files;
         _scheduler = scheduler;
+        _endpoints = [.. endpoints];
         _options = options.Value;
         _time = time;
         _logger = logger;
@@ -65,8 +69,17 @@ public sealed partial class LoadReporter : ILifecycleParticipant<ISiloLifecycle>
             TasksAccepted: cpu.TasksAccepted)
         {
             Runtimes = [.. _scheduler.Runtimes],
-            LegacyEndpoint = _identity.LegacyEndpoint,
+            Endpoints = ListeningEndpoints(),
         };
+    }
+
+    private ImmutableDictionary<string, string> ListeningEndpoints()
+    {
+        if (_endpoints.Length == 0) return ImmutableDictionary<string, string>.Empty;
+        var listening = ImmutableDictionary.CreateBuilder<string, string>(StringComparer.Ordinal);
+        foreach (var source in _endpoints)
+            if (source.Endpoint is { } endpoint) listening[source.Name] = endpoint;
+        return listening.ToImmutable();
     }
 
     public void Dispose()

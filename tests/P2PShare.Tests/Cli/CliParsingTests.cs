@@ -1,6 +1,7 @@
 using System.Text;
 using P2PShare.Cli;
 using P2PShare.Cli.Commands;
+using P2PShare.Connecting;
 
 namespace P2PShare.Tests.Cli;
 
@@ -33,8 +34,8 @@ public sealed class CliParsingTests
     [Fact]
     public void Gateways_from_options_win_over_environment_which_wins_over_the_default()
     {
-        Assert.Equal([new GatewayAddress("a", 1), new GatewayAddress("b", 2)], Gateways.Select(["a:1", "b:2"], "c:3"));
-        Assert.Equal([new GatewayAddress("c", 3), new GatewayAddress("d", 4)], Gateways.Select([], "c:3,d:4"));
+        Assert.Equal([new HostPort("a", 1), new HostPort("b", 2)], Gateways.Select(["a:1", "b:2"], "c:3"));
+        Assert.Equal([new HostPort("c", 3), new HostPort("d", 4)], Gateways.Select([], "c:3,d:4"));
         Assert.Equal([Gateways.Default], Gateways.Select(null, null));
     }
 

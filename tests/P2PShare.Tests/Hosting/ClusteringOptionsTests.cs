@@ -5,6 +5,7 @@ using Orleans.Configuration;
 using Orleans.Hosting;
 using Orleans.Storage;
 using P2PShare.Compute;
+using P2PShare.Connecting;
 using P2PShare.Hosting;
 using P2PShare.Tests.Postgres;
 

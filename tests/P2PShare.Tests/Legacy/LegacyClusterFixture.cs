@@ -1,6 +1,5 @@
 using System.Net;
 using Microsoft.Extensions.DependencyInjection;
-using P2PShare.Hosting;
 using P2PShare.Legacy;
 using P2PShare.Tests.Support;
 
@@ -22,7 +21,7 @@ public sealed class LegacyClusterFixture : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        Peers = await PeerCluster.StartAsync(3, services => services.Configure<LegacyOptions>(o =>
+        Peers = await PeerCluster.StartAsync(3, services => services.AddP2PShareLegacyGateway().Configure<LegacyOptions>(o =>
         {
             o.PeerPort = 0;
             o.TrackerPort = 0;
@@ -37,7 +36,7 @@ public sealed class LegacyClusterFixture : IAsyncLifetime
         }));
         // Every peer's seed-protocol endpoint is known to the tracker (executed_by, REQUEST_CPU use it).
         await Eventually.TrueAsync(async () =>
-            (await Peers.Tracker.GetPeersAsync()).Count(p => p.Report.LegacyEndpoint is not null) == 3,
+            (await Peers.Tracker.GetPeersAsync()).Count(p => SeedProtocolEndpoint.Of(p.Report) is not null) == 3,
             TimeSpan.FromSeconds(15), "the tracker knows the three seed-protocol endpoints");
     }
 

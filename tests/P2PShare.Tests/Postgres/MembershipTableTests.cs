@@ -5,7 +5,7 @@ using Microsoft.Extensions.Options;
 using Orleans.Configuration;
 using Orleans.Runtime.Membership;
 using Orleans.Runtime.MembershipService;
-using P2PShare.Hosting;
+using P2PShare.Connecting;
 
 namespace P2PShare.Tests.Postgres;
 

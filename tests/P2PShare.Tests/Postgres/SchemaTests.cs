@@ -1,4 +1,4 @@
-using P2PShare.Hosting;
+using P2PShare.Connecting;
 
 namespace P2PShare.Tests.Postgres;
 
@@ -41,12 +41,12 @@ public sealed class SchemaTests(TestDatabase db) : IClassFixture<TestDatabase>
         try
         {
             await TestDatabase.ExecuteAsync(empty.ConnectionString, "DROP TABLE orleansquery");
-            var missing = await ClusterDatabase.FindProblemAsync(empty.ConnectionString, TimeSpan.FromSeconds(10), CancellationToken.None);
+            var missing = (await ClusterDatabase.FindProblemAsync(empty.ConnectionString, TimeSpan.FromSeconds(10), CancellationToken.None))?.Message;
             Assert.Contains("has no P2PShare schema", missing);
             Assert.DoesNotContain("Password", missing, StringComparison.OrdinalIgnoreCase);
 
             await TestDatabase.ExecuteAsync(empty.ConnectionString, "CREATE TABLE orleansquery (querykey text PRIMARY KEY, querytext text)");
-            var incomplete = await ClusterDatabase.FindProblemAsync(empty.ConnectionString, TimeSpan.FromSeconds(10), CancellationToken.None);
+            var incomplete = (await ClusterDatabase.FindProblemAsync(empty.ConnectionString, TimeSpan.FromSeconds(10), CancellationToken.None))?.Message;
             Assert.Contains("incomplete", incomplete);
         }
         finally
@@ -55,7 +55,7 @@ public sealed class SchemaTests(TestDatabase db) : IClassFixture<TestDatabase>
         }
 
         var closed = new Npgsql.NpgsqlConnectionStringBuilder(db.ConnectionString) { Host = "127.0.0.1", Port = FreeTcpPorts.Pick(1)[0] };
-        var unreachable = await ClusterDatabase.FindProblemAsync(closed.ConnectionString, TimeSpan.FromSeconds(5), CancellationToken.None);
+        var unreachable = (await ClusterDatabase.FindProblemAsync(closed.ConnectionString, TimeSpan.FromSeconds(5), CancellationToken.None))?.Message;
         Assert.StartsWith("cannot reach the cluster database 127.0.0.1:", unreachable);
     }
 }

@@ -16,6 +16,7 @@ public sealed class LegacyPortException(string message) : Exception(message);
 public sealed partial class LegacyGateway(
     IGrainFactory grains,
     PeerIdentity identity,
+    SeedProtocolEndpoint endpoint,
     LoadReporter reporter,
     IOptions<LegacyOptions> options,
     IOptions<ComputeOptions> compute,
@@ -47,8 +48,8 @@ public sealed partial class LegacyGateway(
         var endpoints = new LegacyEndpoints(grains, time);
         if (o.PeerPort is { } peerPort)
         {
-            PeerEndpoint = Open("peer", new LegacyPeerHandler(grains, identity, reporter, endpoints, o, compute.Value), address, peerPort, "--legacy-port");
-            identity.LegacyPortOpened(PeerEndpoint.Port);
+            PeerEndpoint = Open("peer", new LegacyPeerHandler(grains, identity, endpoint, reporter, endpoints, o, compute.Value), address, peerPort, "--legacy-port");
+            endpoint.Opened(PeerEndpoint.Port);
             reporter.ReportSoon(); // the tracker learns the endpoint now, not at the next interval
         }
 

@@ -17,6 +17,7 @@ namespace P2PShare.Legacy;
 internal sealed class LegacyPeerHandler(
     IGrainFactory grains,
     PeerIdentity identity,
+    SeedProtocolEndpoint endpoint,
     LoadReporter reporter,
     LegacyEndpoints endpoints,
     LegacyOptions options,
@@ -261,7 +262,7 @@ internal sealed class LegacyPeerHandler(
     private LegacyReply Status()
     {
         var report = reporter.Snapshot();
-        var (ip, port) = LegacyEndpoints.Split(identity.LegacyEndpoint);
+        var (ip, port) = LegacyEndpoints.Split(endpoint.Endpoint);
         return LegacyReply.Status("OK", w =>
         {
             w.WriteString("peer", identity.Name);

@@ -1,9 +1,15 @@
 using System.Collections.Immutable;
-using P2PShare.Hosting;
+using Orleans.Placement;
 
 namespace P2PShare.Legacy;
 
 /// <inheritdoc cref="ILegacyRegistryGrain"/>
+/// <remarks>
+/// Placed on the silo of its first caller, a peer with a seed-protocol tracker port: only peers with
+/// a port bind section <c>Legacy</c>, so that is where <see cref="LegacyOptions.ExternalPeerTimeout"/>
+/// is the one configured.
+/// </remarks>
+[PreferLocalPlacement]
 public sealed class LegacyRegistryGrain(IOptions<LegacyOptions> options, TimeProvider time) : Grain, ILegacyRegistryGrain
 {
     private readonly Dictionary<string, ExternalPeer> _peers = new(StringComparer.Ordinal);

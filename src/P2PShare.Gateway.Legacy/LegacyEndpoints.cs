@@ -30,7 +30,7 @@ internal sealed class LegacyEndpoints(IGrainFactory grains, TimeProvider time)
     {
         if (string.IsNullOrEmpty(peer)) return peer;
         foreach (var status in await PeersAsync().ConfigureAwait(false))
-            if (status.Name == peer) return status.Report.LegacyEndpoint ?? peer;
+            if (status.Name == peer) return SeedProtocolEndpoint.Of(status.Report) ?? peer;
         return peer;
     }
 

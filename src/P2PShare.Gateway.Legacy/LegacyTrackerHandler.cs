@@ -101,7 +101,7 @@ internal sealed class LegacyTrackerHandler(IGrainFactory grains, LegacyEndpoints
         var seen = new HashSet<string>(StringComparer.Ordinal);
         foreach (var peer in await endpoints.PeersAsync(fresh).ConfigureAwait(false))
         {
-            if (peer.Report.LegacyEndpoint is not { } endpoint || !peer.Report.CanRun(TaskLanguages.Python)) continue;
+            if (SeedProtocolEndpoint.Of(peer.Report) is not { } endpoint || !peer.Report.CanRun(TaskLanguages.Python)) continue;
             var (ip, port) = LegacyEndpoints.Split(endpoint);
             if (seen.Add(endpoint)) list.Add(new Candidate(peer.Name, ip, port, peer.EffectiveLoad, peer.LastReportUtc, peer.RegisteredUtc));
         }

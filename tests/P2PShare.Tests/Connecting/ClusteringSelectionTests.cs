@@ -1,6 +1,6 @@
-using P2PShare.Cli;
+using P2PShare.Connecting;
 
-namespace P2PShare.Tests.Cli;
+namespace P2PShare.Tests.Connecting;
 
 public sealed class ClusteringSelectionTests
 {
@@ -21,9 +21,10 @@ public sealed class ClusteringSelectionTests
     public void Options_win_over_the_peers_environment_and_a_database_means_postgres(
         string? mode, string? db, bool gateway, string? envMode, string? envDb, ClusteringMode expectedMode, string? expectedDb)
     {
-        var (actualMode, actualDb) = Clustering.Select(mode, db, gateway, envMode, envDb);
-        Assert.Equal(expectedMode, actualMode);
-        Assert.Equal(expectedDb, actualDb);
+        var choice = Clustering.Select(mode, db, gateway, envMode, envDb);
+        Assert.Null(choice.Problem);
+        Assert.Equal(expectedMode, choice.Mode);
+        Assert.Equal(expectedDb, choice.ConnectionString);
     }
 
     [Theory]
@@ -33,14 +34,15 @@ public sealed class ClusteringSelectionTests
     [InlineData("postgres", null, false, null, null, "postgres clustering needs --db CONNSTR")]
     [InlineData(null, Db, true, null, null, "--gateway is for local clustering")]
     [InlineData(null, "Nonsense=1", false, null, null, "invalid database connection string")]
-    public void Contradictions_and_unknown_modes_are_usage_errors(
+    public void Contradictions_and_unknown_modes_are_problems_naming_the_setting(
         string? mode, string? db, bool gateway, string? envMode, string? envDb, string message)
     {
-        var error = Assert.Throws<UsageException>(() => Clustering.Select(mode, db, gateway, envMode, envDb));
-        Assert.Contains(message, error.Message);
+        var problem = Clustering.Select(mode, db, gateway, envMode, envDb).Problem;
+        Assert.NotNull(problem);
+        Assert.Contains(message, problem);
     }
 
     [Fact]
     public void Database_description_never_shows_the_password() =>
-        Assert.Equal("database db:5432/p2pshare", Clustering.DescribeDatabase(Db));
+        Assert.Equal("db:5432/p2pshare", ClusterDatabase.Describe(Db));
 }

@@ -2,13 +2,6 @@ using Orleans.Configuration;
 
 namespace P2PShare.Hosting;
 
-/// <summary>Names every P2PShare silo and client agree on.</summary>
-public static class ClusterIds
-{
-    public const string ClusterId = "p2pshare";
-    public const string ServiceId = "p2pshare";
-}
-
 /// <summary>
 /// Failure detection tuned for a small cluster of peers, so that a killed peer leaves routing
 /// within 5 s (measured: about a second) and a peer cut off from the network is declared dead
