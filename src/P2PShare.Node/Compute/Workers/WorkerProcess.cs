@@ -105,7 +105,9 @@ public sealed partial class WorkerProcess : IWorker
     private Pending? _pending;
     private bool _readerDone;
     private string? _violation;
-    private long _nextSequence;
+    // Starts at random: a program that reaches the protocol pipe cannot simply guess the number to echo
+    // (below 2^53, so that every JSON parser reads it exactly).
+    private long _nextSequence = Random.Shared.NextInt64(1L << 52);
     private int _busy;
     private volatile bool _failed;
     private volatile bool _killed;
