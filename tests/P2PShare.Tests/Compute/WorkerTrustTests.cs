@@ -424,6 +424,20 @@ public sealed class WorkerTrustTests(ITestOutputHelper log) : IAsyncLifetime
         Assert.Equal(5, factory.Started);
     }
 
+    [Theory]
+    [InlineData(TaskErrorKind.PeerLost)]
+    [InlineData(TaskErrorKind.TimedOut)]
+    [InlineData(TaskErrorKind.Cancelled)]
+    public async Task The_scheduler_never_takes_a_peer_decided_outcome_from_any_worker(TaskErrorKind lie)
+    {
+        var options = new ComputeOptions { Slots = 1, WarmWorkers = 0, MaxLiveWorkers = 4 };
+        await using var scheduler = new ComputeScheduler([new LyingFactory(lie)], Options.Create(options), TimeProvider.System, NullLogger<ComputeScheduler>.Instance);
+        var outcome = await scheduler.Submit("liar", Request(), TimeSpan.FromSeconds(60)).Completion.WaitAsync(Deadline);
+        Assert.Equal(JobStatus.Failed, outcome.Status);
+        Assert.Equal(TaskErrorKind.Crashed, outcome.Result.ErrorKind);
+        Assert.Equal($"protocol violation (the worker reported {lie})", outcome.Result.Error);
+    }
+
     private static ExecutionRequest PythonRequest(string program, string args = "[]")
     {
         var source = Encoding.UTF8.GetBytes(program);
@@ -437,6 +451,38 @@ public sealed class WorkerTrustTests(ITestOutputHelper log) : IAsyncLifetime
         GC.Collect();
         using var self = Process.GetCurrentProcess();
         return (GC.GetTotalMemory(true), self.WorkingSet64);
+    }
+
+    /// <summary>An in-process worker that answers every run with the outcome it was told to claim.</summary>
+    private sealed class LyingFactory(TaskErrorKind lie) : IWorkerFactory
+    {
+        public Task<IWorker> StartAsync(CancellationToken cancellationToken) => Task.FromResult<IWorker>(new Liar(lie));
+
+        private sealed class Liar(TaskErrorKind lie) : IWorker
+        {
+            public int ProcessId => 0;
+
+            public bool IsHealthy => true;
+
+            public int ProgramsLoaded => 0;
+
+            public Task<ExecutionResult> RunAsync(ExecutionRequest request, CancellationToken cancellationToken) =>
+                Task.FromResult(ExecutionResult.Failure(lie, $"{lie}: forged"));
+
+            public void Pause()
+            {
+            }
+
+            public void Resume()
+            {
+            }
+
+            public void Kill()
+            {
+            }
+
+            public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+        }
     }
 
     /// <summary>Starts hostile workers in the given modes, one per start, in order.</summary>
