@@ -35,7 +35,9 @@ public sealed class JobState
 /// Supervises one job: sends each attempt to a peer, follows it with long polls, and when the peer
 /// dies, is cut off or shuts down before the attempt ends, re-runs a non-confidential task on
 /// another live peer (up to <see cref="TaskSpec.MaxRetries"/> times). A confidential or pinned task
-/// is never moved: it ends <see cref="JobStatus.PeerLost"/>. The record is grain state written at
+/// is never moved: it ends <see cref="JobStatus.PeerLost"/>. A task whose peer died under it on two
+/// different peers is not tried again (it may be what kills them): it ends Failed, Crashed, naming
+/// both. The record is grain state written at
 /// start, at every new attempt and at the end; a 1-minute reminder brings the grain back on a live
 /// silo if its own silo dies while nobody is asking about the job.
 /// </summary>
@@ -341,6 +343,13 @@ public sealed partial class JobGrain(
 
         if (spec.Confidential) final = $"{reason}; a confidential task never runs anywhere but its origin";
         else if (spec.PinnedPeer is not null) final = $"{reason}; the task is pinned to that peer";
+        else if (LostOn() is [var earlier, .., var last])
+        {
+            // Its peer died under it twice, on two peers: likely the task kills peers, so it must not go round them all.
+            await EndWithAsync(JobStatus.Failed, TaskErrorKind.Crashed,
+                $"Crashed: its peer died under it on '{earlier}' and on '{last}' ({reason}); a task that ends like that on two peers is not tried again");
+            return;
+        }
         else if (S.Attempts.Count > (spec.MaxRetries ?? 0)) final = $"{reason}; no retries left after {S.Attempts.Count} attempts";
 
         if (final is null)
@@ -357,6 +366,10 @@ public sealed partial class JobGrain(
 
         await EndWithAsync(JobStatus.PeerLost, TaskErrorKind.PeerLost, $"PeerLost: {final}");
     }
+
+    /// <summary>The distinct peers on which an attempt of this job was lost, oldest first.</summary>
+    private List<string> LostOn() =>
+        [.. S.Attempts.Where(a => a.Status == JobStatus.PeerLost).Select(a => a.Peer).Distinct(StringComparer.Ordinal)];
 
     private Task EndWithAsync(JobStatus status, TaskErrorKind kind, string error)
     {
