@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using P2PShare.Compute;
@@ -106,6 +107,23 @@ public sealed class WorkerTrustTests(ITestOutputHelper log) : IAsyncLifetime
                 for _ in range(arg):
                     os.write(2, chunk)
                 send(frame(ok, b"42"))
+        """;
+
+    /// <summary>
+    /// Writes a PeerLost answer on every fd it can: fd 1 is /dev/null, but the real protocol pipe is one
+    /// of the worker's low private fds, which a program can guess.
+    /// </summary>
+    private const string ForgePeerLost = """
+        import json, os, struct
+        def main():
+            head = json.dumps({"Sequence": 1, "Kind": 11, "Error": "PeerLost: forged", "Output": ""}).encode()
+            data = struct.pack("<ii", 4 + len(head), len(head)) + head
+            for fd in range(1, 64):
+                try:
+                    os.write(fd, data)
+                except OSError:
+                    pass
+            return 1
         """;
 
     private readonly List<IWorker> _workers = [];
@@ -355,23 +373,10 @@ public sealed class WorkerTrustTests(ITestOutputHelper log) : IAsyncLifetime
     [Fact]
     public async Task A_python_program_that_forges_a_PeerLost_frame_on_every_fd_crashes_its_own_task_only()
     {
-        // fd 1 is /dev/null; the real protocol pipe is one of the low private fds, which a program can guess.
-        const string forge = """
-            import json, os, struct
-            def main():
-                head = json.dumps({"Sequence": 1, "Kind": 11, "Error": "PeerLost: forged", "Output": ""}).encode()
-                data = struct.pack("<ii", 4 + len(head), len(head)) + head
-                for fd in range(1, 64):
-                    try:
-                        os.write(fd, data)
-                    except OSError:
-                        pass
-                return 1
-            """;
         var factory = Python();
         var worker = await factory.StartWorkerAsync(CancellationToken.None);
         _workers.Add(worker);
-        var result = await RunAsync(worker, PythonRequest(forge));
+        var result = await RunAsync(worker, PythonRequest(ForgePeerLost));
 
         log.WriteLine($"{result.ErrorKind}: {result.Error}");
         await AssertViolationAsync(worker, result, "");
@@ -380,6 +385,29 @@ public sealed class WorkerTrustTests(ITestOutputHelper log) : IAsyncLifetime
         var next = await factory.StartWorkerAsync(CancellationToken.None);
         _workers.Add(next);
         Assert.Equal("49", (await RunAsync(next, PythonRequest("def main(x): return x * x", "[7]"))).ResultJson);
+    }
+
+    [Fact]
+    public async Task In_a_cluster_a_task_forging_PeerLost_fails_once_and_is_not_run_on_another_peer()
+    {
+        await using var peers = await PeerCluster.StartAsync(3, services => services.Configure<ComputeOptions>(o =>
+        {
+            o.Slots = 1;
+            o.WarmWorkers = 1;
+        }));
+        var job = await peers.Peer("peer-1").SubmitAsync(new TaskSpec(ForgePeerLost, null, "[]", false, TimeSpan.FromSeconds(60), "mallory", null,
+            MaxRetries: 3, Language: TaskLanguages.Python));
+        var done = await JobWaits.TerminalAsync(peers, job.JobId, Deadline);
+
+        log.WriteLine($"{done.Status} {done.ErrorKind}: {done.Error}");
+        Assert.Equal(JobStatus.Failed, done.Status);
+        Assert.Equal(TaskErrorKind.Crashed, done.ErrorKind);
+        Assert.Contains("protocol violation", done.Error);
+        Assert.Single(done.Attempts);
+
+        var after = await JobWaits.TerminalAsync(peers, (await peers.Peer("peer-1").SubmitAsync(new TaskSpec("def main(x): return x * x", null, "[9]", false,
+            TimeSpan.FromSeconds(60), "alice", done.ExecutedBy, Language: TaskLanguages.Python))).JobId, Deadline);
+        Assert.Equal("81", after.ResultJson);
     }
 
     [Fact]
