@@ -39,12 +39,13 @@ internal sealed class ProgramRunner
         {
             var outcome = await RunCapturedAsync(request, assembly);
             return outcome.Kind == WorkerOutcome.None
-                ? (new WorkerResponseHeader(WorkerOutcome.None, null, output.ToString()), outcome.Result)
-                : (new WorkerResponseHeader(outcome.Kind, outcome.Error, output.ToString()), ReadOnlyMemory<byte>.Empty);
+                ? (new WorkerResponseHeader(request.Sequence, WorkerOutcome.None, null, output.ToString()), outcome.Result)
+                : (new WorkerResponseHeader(request.Sequence, outcome.Kind, Cut(outcome.Error), output.ToString()), ReadOnlyMemory<byte>.Empty);
         }
         catch (OutOfMemoryException)
         {
-            return (new WorkerResponseHeader(WorkerOutcome.OutOfMemory, "out of memory: the program exceeded the worker's heap limit", ""), ReadOnlyMemory<byte>.Empty);
+            return (new WorkerResponseHeader(request.Sequence, WorkerOutcome.OutOfMemory, "out of memory: the program exceeded the worker's heap limit", ""),
+                ReadOnlyMemory<byte>.Empty);
         }
         finally
         {
@@ -91,6 +92,15 @@ internal sealed class ProgramRunner
         }
 
         return Serialize(value, request.MaxResultBytes);
+    }
+
+    /// <summary>An error message within what the peer accepts (a program's exception text can be any length).</summary>
+    internal static string? Cut(string? error)
+    {
+        if (error is null || error.Length <= WorkerFrames.MaxErrorChars) return error;
+        var keep = WorkerFrames.MaxErrorChars - 3;
+        if (char.IsHighSurrogate(error[keep - 1])) keep--; // never half a character
+        return error[..keep] + "...";
     }
 
     private static Type Load(string hash, ReadOnlyMemory<byte> assembly)

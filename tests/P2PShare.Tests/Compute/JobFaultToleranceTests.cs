@@ -81,6 +81,41 @@ public sealed class JobFaultToleranceTests
     }
 
     [Fact]
+    public async Task A_task_whose_peer_dies_under_it_on_two_peers_is_not_tried_again()
+    {
+        await using var peers = await PeerCluster.StartAsync(4, services => services.Configure<ComputeOptions>(o =>
+        {
+            o.Slots = 1;
+            o.WarmWorkers = 1;
+        }));
+        // The origin holds the job records of this in-memory cluster and must survive: keep its one slot
+        // busy so that the tracker sends the attempts elsewhere.
+        var hold = await peers.Peer("peer-1").SubmitAsync(JobWaits.Slow(1, 60, on: "peer-1"));
+        await JobWaits.RunningAsync(peers, hold.JobId);
+        var job = await peers.Peer("peer-1").SubmitAsync(JobWaits.Slow(2, 60, retries: 3));
+
+        var first = await JobWaits.RunningAsync(peers, job.JobId);
+        Assert.NotEqual("peer-1", first.ExecutedBy);
+        await peers.Cluster.KillSiloAsync(peers.Silo(first.ExecutedBy));
+        JobInfo second = first;
+        await Eventually.TrueAsync(async () =>
+        {
+            second = await peers.Job(job.JobId).GetAsync();
+            return second.Attempt == 2 && second.Status == JobStatus.Running;
+        }, TimeSpan.FromSeconds(60), "the second attempt runs");
+        Assert.NotEqual("peer-1", second.ExecutedBy);
+        await peers.Cluster.KillSiloAsync(peers.Silo(second.ExecutedBy));
+
+        var done = await JobWaits.TerminalAsync(peers, job.JobId, TimeSpan.FromSeconds(60));
+        Assert.Equal(JobStatus.Failed, done.Status);
+        Assert.Equal(TaskErrorKind.Crashed, done.ErrorKind);
+        Assert.Contains($"on '{first.ExecutedBy}' and on '{second.ExecutedBy}'", done.Error);
+        Assert.Contains("not tried again", done.Error);
+        Assert.Equal(2, done.Attempts.Length);
+        await peers.Job(hold.JobId).CancelAsync();
+    }
+
+    [Fact]
     public async Task Pinned_task_whose_peer_dies_is_not_moved()
     {
         await using var peers = await StartAsync();

@@ -39,22 +39,41 @@ public sealed class SupervisedJobTests
 
     [Fact]
     public void Confidential_task_is_never_rerun_after_its_peer_is_lost() =>
-        Assert.Equal("peer-1 died; a confidential task never runs anywhere but its origin",
-            Started(Spec(confidential: true)).WhyNotRerun("peer-1 died"));
+        Assert.Equal("PeerLost: peer-1 died; a confidential task never runs anywhere but its origin",
+            Started(Spec(confidential: true)).EndInsteadOfRerun("peer-1 died")?.Error);
 
     [Fact]
     public void Pinned_task_is_never_moved_to_another_peer() =>
-        Assert.Equal("peer-2 died; the task is pinned to that peer", Started(Spec(on: "peer-2")).WhyNotRerun("peer-2 died"));
+        Assert.Equal("PeerLost: peer-2 died; the task is pinned to that peer", Started(Spec(on: "peer-2")).EndInsteadOfRerun("peer-2 died")?.Error);
 
     [Fact]
     public void Task_is_rerun_until_its_retries_are_used_up()
     {
         var job = Started(Spec(retries: 1));
-        Assert.Null(job.WhyNotRerun("peer-2 died"));
+        Assert.Null(job.EndInsteadOfRerun("peer-2 died"));
 
+        // The second attempt ran on the same peer (it came back), so only the retry count stops it.
+        job.Lose(job.Last, "peer-2 died");
+        job.Add(2, "peer-2", Peer(JobStatus.Queued, Submitted.AddMinutes(1)));
+        job.Lose(job.Last, "peer-2 died");
+        Assert.Equal((JobStatus.PeerLost, TaskErrorKind.PeerLost, "PeerLost: peer-2 died; no retries left after 2 attempts"),
+            job.EndInsteadOfRerun("peer-2 died"));
+    }
+
+    [Fact]
+    public void Task_whose_peer_died_under_it_on_two_peers_fails_instead_of_going_round_the_rest()
+    {
+        var job = Started(Spec(retries: 3));
         job.Lose(job.Last, "peer-2 died");
         job.Add(2, "peer-3", Peer(JobStatus.Queued, Submitted.AddMinutes(1)));
-        Assert.Equal("peer-3 died; no retries left after 2 attempts", job.WhyNotRerun("peer-3 died"));
+        job.Lose(job.Last, "peer-3 died");
+
+        var end = job.EndInsteadOfRerun("peer-3 died");
+
+        Assert.Equal(JobStatus.Failed, end?.Status);
+        Assert.Equal(TaskErrorKind.Crashed, end?.Kind);
+        Assert.Equal("Crashed: its peer died under it on 'peer-2' and on 'peer-3' (peer-3 died); a task that ends like that on two peers is not tried again",
+            end?.Error);
     }
 
     [Fact]

@@ -9,9 +9,9 @@ namespace P2PShare.Compute;
 /// Supervises one job: sends each attempt to a peer, follows it with long polls, and when the peer
 /// dies, is cut off or shuts down before the attempt ends, re-runs a non-confidential task on
 /// another live peer (up to <see cref="TaskSpec.MaxRetries"/> times). A confidential or pinned task
-/// is never moved: it ends <see cref="JobStatus.PeerLost"/>. The record is grain state written at
-/// start, at every new attempt and at the end; a 1-minute reminder brings the grain back on a live
-/// silo if its own silo dies while nobody is asking about the job.
+/// is never moved: it ends <see cref="JobStatus.PeerLost"/>; one lost on two peers ends Failed. The
+/// record is grain state written at start, at every new attempt and at the end; a 1-minute reminder
+/// brings the grain back on a live silo if its own silo dies while nobody is asking about the job.
 /// </summary>
 /// <remarks>
 /// Placed on the submitting silo (the origin), so a confidential task's program only lives there.
@@ -213,8 +213,8 @@ public sealed class JobGrain(
             return;
         }
 
-        var final = Job.WhyNotRerun(reason);
-        if (final is null)
+        var end = Job.EndInsteadOfRerun(reason);
+        if (end is null)
         {
             if (await _router.SendNextAsync(Job, firstAttempt: false))
             {
@@ -222,10 +222,10 @@ public sealed class JobGrain(
                 return;
             }
 
-            final = $"{reason}; no live peer took it within {JobRouter.NoPeerPatience.TotalSeconds:0} s";
+            end = SupervisedJob.Lost($"{reason}; no live peer took it within {JobRouter.NoPeerPatience.TotalSeconds:0} s");
         }
 
-        Job.End(JobStatus.PeerLost, TaskErrorKind.PeerLost, $"PeerLost: {final}");
+        Job.End(end.Value.Status, end.Value.Kind, end.Value.Error);
         await EndAsync();
     }
 

@@ -103,17 +103,33 @@ internal sealed class SupervisedJob(IPersistentState<JobState> state, string job
         State.Attempts[^1] = attempt with { Status = JobStatus.PeerLost, FinishedUtc = Now(), Note = reason };
 
     /// <summary>
-    /// Why the job cannot be re-run after its attempt was lost for <paramref name="reason"/>, or null
-    /// when it can: a confidential task never leaves its origin, a pinned one never leaves its peer,
-    /// and every task has a limited number of retries.
+    /// How the job ends instead of being re-run after its attempt was lost for <paramref name="reason"/>,
+    /// or null when it can be re-run: a confidential task never leaves its origin, a pinned one never
+    /// leaves its peer, a task whose peer died under it on two different peers is not sent round the
+    /// rest (it may be what kills them), and every task has a limited number of retries.
     /// </summary>
-    public string? WhyNotRerun(string reason) => State.Spec! switch
+    public (JobStatus Status, TaskErrorKind Kind, string Error)? EndInsteadOfRerun(string reason)
     {
-        { Confidential: true } => $"{reason}; a confidential task never runs anywhere but its origin",
-        { PinnedPeer: not null } => $"{reason}; the task is pinned to that peer",
-        var spec when State.Attempts.Count > (spec.MaxRetries ?? 0) => $"{reason}; no retries left after {State.Attempts.Count} attempts",
-        _ => null,
-    };
+        var spec = State.Spec!;
+        if (spec.Confidential) return Lost($"{reason}; a confidential task never runs anywhere but its origin");
+        if (spec.PinnedPeer is not null) return Lost($"{reason}; the task is pinned to that peer");
+        if (LostOn() is [var earlier, .., var last])
+        {
+            return (JobStatus.Failed, TaskErrorKind.Crashed,
+                $"Crashed: its peer died under it on '{earlier}' and on '{last}' ({reason}); a task that ends like that on two peers is not tried again");
+        }
+
+        if (State.Attempts.Count > (spec.MaxRetries ?? 0)) return Lost($"{reason}; no retries left after {State.Attempts.Count} attempts");
+        return null;
+    }
+
+    /// <summary>A job that ends because its peer was lost and it cannot be re-run.</summary>
+    public static (JobStatus Status, TaskErrorKind Kind, string Error) Lost(string why) =>
+        (JobStatus.PeerLost, TaskErrorKind.PeerLost, $"PeerLost: {why}");
+
+    /// <summary>The distinct peers on which an attempt of this job was lost, oldest first.</summary>
+    private List<string> LostOn() =>
+        [.. State.Attempts.Where(a => a.Status == JobStatus.PeerLost).Select(a => a.Peer).Distinct(StringComparer.Ordinal)];
 
     /// <summary>Ends the job here, not on a peer: it was cancelled, or lost with no way to re-run it.</summary>
     public void End(JobStatus status, TaskErrorKind kind, string error) => State.Current = State.Current! with

@@ -496,6 +496,12 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
             result = ExecutionResult.Failure(TaskErrorKind.Crashed, $"the worker failed: {ex.Message}");
         }
 
+        // Only this scheduler and the job's supervisor decide that a peer was lost, a task timed out or
+        // was cancelled; a worker saying so must never make a job move to another peer.
+        // (When the scheduler itself killed the worker, the task is already finished and this result unused.)
+        if (result.ErrorKind is TaskErrorKind.PeerLost or TaskErrorKind.TimedOut or TaskErrorKind.Cancelled or TaskErrorKind.Unschedulable)
+            result = ExecutionResult.Failure(TaskErrorKind.Crashed, $"{WorkerProcess.ProtocolViolation} (the worker reported {result.ErrorKind})", result.Output);
+
         bool finishedHere;
         bool wasPaused;
         lock (_gate)

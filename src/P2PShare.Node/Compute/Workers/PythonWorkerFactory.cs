@@ -102,7 +102,7 @@ public sealed partial class PythonWorkerFactory : IWorkerFactory
         var heap = _options.WorkerHeapLimitBytes;
         string[] arguments = [.. _launcher.Skip(1), "-I", "-B", _script, heap.ToString(CultureInfo.InvariantCulture)];
         // No environment at all: the peer's (a database password, say) is nothing a program should read.
-        var worker = await WorkerProcess.StartAsync(_launcher[0], arguments, heap, new Dictionary<string, string>(), inheritEnvironment: false,
+        var worker = await WorkerProcess.StartAsync(_launcher[0], arguments, heap, new Dictionary<string, string>(), inheritEnvironment: false, WorkerProcess.PythonOutcomes,
             _logger, cancellationToken).ConfigureAwait(false);
         LogStarted(worker.ProcessId, worker.StartupTime.TotalMilliseconds);
         return worker;

@@ -1,7 +1,10 @@
+using System.Collections.Frozen;
+using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text;
+using System.Text.Json;
 using P2PShare.Compute.Protocol;
 using P2PShare.Hosting;
 
@@ -23,7 +26,7 @@ public sealed partial class WorkerProcessFactory(IOptions<ComputeOptions> option
         var workerPath = o.WorkerPath ?? Path.Combine(AppContext.BaseDirectory, "p2pshare-worker.dll");
         if (!File.Exists(workerPath)) throw new InvalidOperationException($"the sandbox worker is missing: {workerPath} (Compute:WorkerPath)");
         var worker = await WorkerProcess.StartAsync(DotnetHost(), [workerPath], o.WorkerHeapLimitBytes, DotnetEnvironment(o.WorkerHeapLimitBytes),
-            inheritEnvironment: true, logger, cancellationToken).ConfigureAwait(false);
+            inheritEnvironment: true, WorkerProcess.DotnetOutcomes, logger, cancellationToken).ConfigureAwait(false);
         LogStarted(worker.ProcessId, worker.StartupTime.TotalMilliseconds);
         return worker;
     }
@@ -57,36 +60,65 @@ public sealed partial class WorkerProcessFactory(IOptions<ComputeOptions> option
 /// timeout or a cancel and maps it); cancelling RunAsync's token kills too and completes with Cancelled.
 /// A worker that failed once is unhealthy for good and must be replaced.
 /// </summary>
+/// <remarks>
+/// The worker runs strangers' code, so nothing it writes is believed: its stdout is read by one
+/// reader for the worker's whole life, frame by frame, each within what the outstanding request can
+/// legitimately produce (checked before allocating); a response must echo the request's sequence
+/// number and report only an outcome this runtime may report (<see cref="DotnetOutcomes"/>,
+/// <see cref="PythonOutcomes"/>). Anything else (an oversized or malformed frame, another request's
+/// answer, a second answer, bytes while no request is outstanding) is a protocol violation: the
+/// process is killed and the task ends Crashed "protocol violation (...)". Its stderr is read as raw
+/// bytes into a fixed-size <see cref="WorkerStderr"/>.
+/// </remarks>
 public sealed partial class WorkerProcess : IWorker
 {
+    /// <summary>What the .NET worker reports: the peer compiled and checked the program, so never CompileError or NotAllowed.</summary>
+    internal static readonly FrozenSet<int> DotnetOutcomes = new[]
+    {
+        WorkerOutcome.None, WorkerOutcome.InvalidArguments, WorkerOutcome.Exception, WorkerOutcome.OutOfMemory,
+        WorkerOutcome.Crashed, WorkerOutcome.ResultTooLarge,
+    }.ToFrozenSet();
+
+    /// <summary>The Python worker also compiles the source and refuses operations (its audit hook) itself.</summary>
+    internal static readonly FrozenSet<int> PythonOutcomes = DotnetOutcomes.Append(WorkerOutcome.CompileError).Append(WorkerOutcome.NotAllowed).ToFrozenSet();
+
+    internal const string ProtocolViolation = "protocol violation";
+
     private const int SigKill = 9;
     private const int SigCont = 18; // Linux x64
     private const int SigStop = 19;
-    private const int StderrTailChars = 4096;
+    private const int StderrChunkBytes = 16 * 1024;
     private static readonly TimeSpan ExitGrace = TimeSpan.FromSeconds(5);
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     private readonly Process _process;
     private readonly Stream _stdin;
     private readonly Stream _stdout;
     private readonly string _workDir;
     private readonly long _heapLimitBytes;
+    private readonly FrozenSet<int> _reportable;
     private readonly ILogger _logger;
     private readonly HashSet<string> _loaded = new(StringComparer.Ordinal);
-    private readonly StringBuilder _stderrTail = new();
+    private readonly object _gate = new();
+    private readonly WorkerStderr _stderr = new();
     private readonly TaskCompletionSource _stderrClosed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private Pending? _pending;
+    private bool _readerDone;
+    private string? _violation;
+    // Starts at random: a program that reaches the protocol pipe cannot simply guess the number to echo
+    // (below 2^53, so that every JSON parser reads it exactly).
+    private long _nextSequence = Random.Shared.NextInt64(1L << 52);
     private int _busy;
     private volatile bool _failed;
     private volatile bool _killed;
     private volatile bool _cancelled;
-    private volatile bool _sawStackOverflow;
-    private volatile bool _sawOutOfMemory;
-    private volatile string? _unhandled;
 
-    private WorkerProcess(Process process, string workDir, long heapLimitBytes, ILogger logger)
+    private WorkerProcess(Process process, string workDir, long heapLimitBytes, FrozenSet<int> reportable, ILogger logger)
     {
         _process = process;
         _workDir = workDir;
         _heapLimitBytes = heapLimitBytes;
+        _reportable = reportable;
         _logger = logger;
         _stdin = process.StandardInput.BaseStream;
         _stdout = process.StandardOutput.BaseStream;
@@ -112,6 +144,24 @@ public sealed partial class WorkerProcess : IWorker
     /// <summary>From starting the process until it answered its first frame.</summary>
     public TimeSpan StartupTime { get; private set; }
 
+    /// <summary>Bytes the worker wrote to stderr so far (all of them read; only a tail kept).</summary>
+    public long StderrBytes
+    {
+        get
+        {
+            lock (_stderr) return _stderr.TotalBytes;
+        }
+    }
+
+    /// <summary>The first protocol violation, if the worker broke the protocol.</summary>
+    public string? Violation
+    {
+        get
+        {
+            lock (_gate) return _violation;
+        }
+    }
+
     private bool HasExited
     {
         get
@@ -133,8 +183,10 @@ public sealed partial class WorkerProcess : IWorker
     /// the .NET worker and the Python worker both do.
     /// </summary>
     /// <param name="inheritEnvironment">False: the process sees only <paramref name="environment"/>, none of the peer's.</param>
+    /// <param name="reportableOutcomes">The outcome kinds this runtime's worker may report; any other is a protocol violation.</param>
     internal static async Task<WorkerProcess> StartAsync(string fileName, IEnumerable<string> arguments, long heapLimitBytes,
-        IReadOnlyDictionary<string, string> environment, bool inheritEnvironment, ILogger logger, CancellationToken cancellationToken)
+        IReadOnlyDictionary<string, string> environment, bool inheritEnvironment, FrozenSet<int> reportableOutcomes, ILogger logger,
+        CancellationToken cancellationToken)
     {
         var workDir = Path.Combine(Path.GetTempPath(), "p2pshare-workers", Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(workDir);
@@ -164,23 +216,32 @@ public sealed partial class WorkerProcess : IWorker
             throw;
         }
 
-        var worker = new WorkerProcess(process, workDir, heapLimitBytes, logger);
-        process.ErrorDataReceived += (_, e) => worker.OnStderr(e.Data);
-        process.BeginErrorReadLine();
+        var worker = new WorkerProcess(process, workDir, heapLimitBytes, reportableOutcomes, logger);
+        _ = Task.Run(() => worker.DrainStderrAsync(process.StandardError.BaseStream));
         try
         {
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             timeout.CancelAfter(WorkerProcessFactory.StartTimeout);
             using var kill = timeout.Token.Register(worker.Kill);
-            var hello = await WorkerFrames.ReadAsync<WorkerHello>(worker._stdout, CancellationToken.None).ConfigureAwait(false);
-            if (hello is null)
+            WorkerFrame<WorkerHello>? hello;
+            try
+            {
+                hello = await WorkerFrames.ReadAsync<WorkerHello>(worker._stdout, FrameLimit.Hello, CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (WorkerProtocolException e) when (!worker._killed)
+            {
+                worker.KillProcess();
+                throw new InvalidOperationException($"the sandbox worker broke the protocol in its hello: {e.Violation}");
+            }
+
+            if (hello is null || worker._killed)
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 await worker.WaitForEndAsync().ConfigureAwait(false);
                 throw new InvalidOperationException($"the sandbox worker did not start: {worker.DescribeExit()}");
             }
 
-            worker.Adopt(hello.Value.Header.ProcessId);
+            worker.Adopt(hello.Header.ProcessId);
         }
         catch
         {
@@ -189,6 +250,7 @@ public sealed partial class WorkerProcess : IWorker
         }
 
         worker.StartupTime = watch.Elapsed;
+        _ = Task.Run(worker.ReadResponsesAsync);
         return worker;
     }
 
@@ -208,27 +270,46 @@ public sealed partial class WorkerProcess : IWorker
 
             bool send;
             lock (_loaded) send = !_loaded.Contains(request.ProgramHash);
-            var header = new WorkerRequestHeader(request.ProgramHash, request.Function, request.ArgsJson, request.MaxResultBytes, request.MaxOutputBytes);
-            try
+            var pending = new Pending(++_nextSequence, request.MaxResultBytes, request.MaxOutputBytes);
+            var header = new WorkerRequestHeader(pending.Sequence, request.ProgramHash, request.Function, request.ArgsJson, request.MaxResultBytes, request.MaxOutputBytes);
+            bool listening;
+            lock (_gate)
             {
-                // The streams are never cancelled: killing the process is what ends a run early, and
-                // the pipe closing is how we learn it.
-                await WorkerFrames.WriteAsync(_stdin, header, send ? request.Assembly : ReadOnlyMemory<byte>.Empty, CancellationToken.None).ConfigureAwait(false);
-                if (send)
-                    lock (_loaded) _loaded.Add(request.ProgramHash);
-                var frame = await WorkerFrames.ReadAsync<WorkerResponseHeader>(_stdout, CancellationToken.None).ConfigureAwait(false);
-                if (frame is { } f)
+                // Armed before the request is written: the answer may come back before WriteAsync returns.
+                listening = !_readerDone;
+                if (listening) _pending = pending;
+            }
+
+            if (listening)
+            {
+                try
                 {
-                    var kind = (TaskErrorKind)f.Header.Kind;
-                    if (kind == TaskErrorKind.None)
-                        return new ExecutionResult(TaskErrorKind.None, Encoding.UTF8.GetString(f.Payload, f.BodyOffset, f.Payload.Length - f.BodyOffset), null, f.Header.Output);
-                    if (kind == TaskErrorKind.Crashed) _failed = true; // the worker itself says it is confused
-                    return ExecutionResult.Failure(kind, f.Header.Error ?? kind.ToString(), f.Header.Output);
+                    // The streams are never cancelled: killing the process is what ends a run early, and
+                    // the pipe closing is how we learn it.
+                    await WorkerFrames.WriteAsync(_stdin, header, send ? request.Assembly : ReadOnlyMemory<byte>.Empty, CancellationToken.None).ConfigureAwait(false);
+                    if (send)
+                        lock (_loaded) _loaded.Add(request.ProgramHash);
+                }
+                catch (Exception e) when (e is IOException or ObjectDisposedException)
+                {
+                    if (!_killed) LogProtocolFailure(ProcessId, e.Message);
+                    lock (_gate)
+                        if (_pending == pending) _pending = null;
+                    pending.Answer.TrySetResult(null);
+                }
+
+                if (await pending.Answer.Task.ConfigureAwait(false) is { } answer)
+                {
+                    if (answer.ErrorKind == TaskErrorKind.Crashed) _failed = true; // the worker itself says it is confused
+                    return answer;
                 }
             }
-            catch (Exception e) when (e is IOException or EndOfStreamException or InvalidDataException or ObjectDisposedException or System.Text.Json.JsonException)
+
+            if (Violation is { } violation)
             {
-                if (!_killed) LogProtocolFailure(ProcessId, e.Message);
+                _failed = true;
+                await WaitForEndAsync().ConfigureAwait(false);
+                return ExecutionResult.Failure(TaskErrorKind.Crashed, $"{ProtocolViolation} ({violation})");
             }
 
             return await EndedAsync().ConfigureAwait(false);
@@ -249,11 +330,127 @@ public sealed partial class WorkerProcess : IWorker
         KillProcess();
     }
 
+    // The only reader of the worker's stdout, for its whole life: bytes that arrive while no request
+    // is outstanding are seen at once, not taken for the next request's answer.
+    private async Task ReadResponsesAsync()
+    {
+        var prefix = new byte[4];
+        try
+        {
+            while (true)
+            {
+                var got = await _stdout.ReadAtLeastAsync(prefix, 4, throwOnEndOfStream: false).ConfigureAwait(false);
+                if (got == 0) break;
+                Pending? pending;
+                lock (_gate) pending = _pending;
+                if (pending is null) throw new WorkerProtocolException("it wrote to the protocol pipe while no request was outstanding");
+                if (got < 4) throw new WorkerProtocolException("the pipe closed inside a frame");
+                var frame = await WorkerFrames.ReadAfterPrefixAsync<WorkerResponseHeader>(
+                    _stdout, BinaryPrimitives.ReadInt32LittleEndian(prefix), pending.Limit, CancellationToken.None).ConfigureAwait(false);
+                var answer = Check(frame, pending);
+                lock (_gate) _pending = null;
+                pending.Answer.TrySetResult(answer);
+            }
+        }
+        catch (WorkerProtocolException e) when (!_killed)
+        {
+            Violated(e.Violation);
+        }
+        catch (Exception e) when (e is WorkerProtocolException or IOException or ObjectDisposedException)
+        {
+            // The pipe broke or closed because the process died or was killed: the run explains why.
+        }
+
+        Pending? orphan;
+        lock (_gate)
+        {
+            _readerDone = true;
+            orphan = _pending;
+            _pending = null;
+        }
+
+        orphan?.Answer.TrySetResult(null);
+    }
+
+    /// <summary>Believes nothing: the answer must be to this request, of a kind this worker may report, within the caps.</summary>
+    private ExecutionResult Check(WorkerFrame<WorkerResponseHeader> frame, Pending pending)
+    {
+        var (sequence, kind, error, output) = frame.Header;
+        if (sequence != pending.Sequence)
+            throw new WorkerProtocolException($"an answer to request {sequence} while request {pending.Sequence} was outstanding");
+        if (!_reportable.Contains(kind))
+        {
+            var name = Enum.IsDefined((TaskErrorKind)kind) ? $"{kind} ({(TaskErrorKind)kind})" : kind.ToString(CultureInfo.InvariantCulture);
+            throw new WorkerProtocolException($"outcome {name} is not one a worker may report");
+        }
+
+        if (error is { Length: > WorkerFrames.MaxErrorChars })
+            throw new WorkerProtocolException($"an error of {error.Length} characters; the limit is {WorkerFrames.MaxErrorChars}");
+        var outputBytes = Encoding.UTF8.GetByteCount(output);
+        if (outputBytes > (long)pending.MaxOutputBytes + WorkerFrames.OutputNoteBytes)
+            throw new WorkerProtocolException($"output of {outputBytes} bytes; the limit is {pending.MaxOutputBytes}");
+        if (kind != WorkerOutcome.None)
+        {
+            if (frame.Body.Length != 0) throw new WorkerProtocolException($"a {(TaskErrorKind)kind} answer with a result");
+            return ExecutionResult.Failure((TaskErrorKind)kind, error ?? ((TaskErrorKind)kind).ToString(), output);
+        }
+
+        return new ExecutionResult(TaskErrorKind.None, ResultJson(frame.Body), null, output);
+    }
+
+    private static string ResultJson(byte[] body)
+    {
+        try
+        {
+            var reader = new Utf8JsonReader(body, new JsonReaderOptions { MaxDepth = 4096 });
+            while (reader.Read())
+            {
+            }
+
+            if (reader.BytesConsumed == 0) throw new WorkerProtocolException("a success without a result");
+            return StrictUtf8.GetString(body);
+        }
+        catch (Exception e) when (e is JsonException or DecoderFallbackException)
+        {
+            throw new WorkerProtocolException("the result is not JSON");
+        }
+    }
+
+    private void Violated(string violation)
+    {
+        lock (_gate) _violation ??= violation;
+        _failed = true;
+        LogProtocolViolation(ProcessId, violation);
+        KillProcess();
+    }
+
+    private async Task DrainStderrAsync(Stream stderr)
+    {
+        var chunk = new byte[StderrChunkBytes];
+        try
+        {
+            while (true)
+            {
+                var got = await stderr.ReadAsync(chunk).ConfigureAwait(false);
+                if (got == 0) break;
+                lock (_stderr) _stderr.Feed(chunk.AsSpan(0, got));
+            }
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            // The process is gone.
+        }
+        finally
+        {
+            _stderrClosed.TrySetResult();
+        }
+    }
+
     /// <summary>Takes the process that said hello as the one to signal: the started one, or its direct child.</summary>
     private void Adopt(int helloPid)
     {
         if (helloPid == _process.Id) return;
-        if (ParentOf(helloPid) != _process.Id)
+        if (helloPid <= 0 || ParentOf(helloPid) != _process.Id)
             throw new InvalidOperationException($"the sandbox worker said hello as process {helloPid}, neither the started process {_process.Id} nor its child");
         ProcessId = helloPid;
     }
@@ -295,7 +492,7 @@ public sealed partial class WorkerProcess : IWorker
         TryDeleteFolder(_workDir);
     }
 
-    // The pipe closed or spoke nonsense: the run is over and so is this worker. Explain why.
+    // The pipe closed: the run is over and so is this worker. Explain why.
     private async Task<ExecutionResult> EndedAsync()
     {
         _failed = true;
@@ -303,9 +500,11 @@ public sealed partial class WorkerProcess : IWorker
         // after the pipe broke: let it finish and exit before judging, and kill it only if it lingers.
         await WaitForEndAsync().ConfigureAwait(false);
         if (!HasExited) KillProcess(); // alive but incoherent: don't reuse it
+        bool stackOverflow, outOfMemory;
+        lock (_stderr) (stackOverflow, outOfMemory) = (_stderr.SawStackOverflow, _stderr.SawOutOfMemory);
         if (_cancelled) return ExecutionResult.Failure(TaskErrorKind.Cancelled, "cancelled; the worker was killed");
-        if (_sawStackOverflow) return ExecutionResult.Failure(TaskErrorKind.Crashed, $"stack overflow; {DescribeExit()}");
-        if (_sawOutOfMemory)
+        if (stackOverflow) return ExecutionResult.Failure(TaskErrorKind.Crashed, $"stack overflow; {DescribeExit()}");
+        if (outOfMemory)
             return ExecutionResult.Failure(TaskErrorKind.OutOfMemory, $"out of memory: the worker's heap limit of {Bytes.Format(_heapLimitBytes)} was exceeded");
         if (_killed) return ExecutionResult.Failure(TaskErrorKind.Crashed, "worker killed");
         return ExecutionResult.Failure(TaskErrorKind.Crashed, $"the worker crashed: {DescribeExit()}");
@@ -338,28 +537,8 @@ public sealed partial class WorkerProcess : IWorker
         }
 
         string tail;
-        lock (_stderrTail) tail = _unhandled ?? LastLines(_stderrTail.ToString(), 3);
+        lock (_stderr) tail = _stderr.Unhandled ?? LastLines(_stderr.Tail(), 3);
         return tail.Length == 0 ? code : $"{code}: {tail}";
-    }
-
-    private void OnStderr(string? line)
-    {
-        if (line is null)
-        {
-            _stderrClosed.TrySetResult();
-            return;
-        }
-
-        // The first line of a stack overflow report is the one that matters, and it scrolls out of a tail.
-        if (line.Contains("Stack overflow", StringComparison.OrdinalIgnoreCase)) _sawStackOverflow = true;
-        if (_unhandled is null && line.StartsWith("Unhandled exception.", StringComparison.Ordinal)) _unhandled = line.Length > 300 ? line[..300] : line;
-        if (line.Contains("OutOfMemory", StringComparison.Ordinal) || line.Contains("Out of memory", StringComparison.OrdinalIgnoreCase)
-            || line.StartsWith("MemoryError", StringComparison.Ordinal)) _sawOutOfMemory = true;
-        lock (_stderrTail)
-        {
-            _stderrTail.AppendLine(line);
-            if (_stderrTail.Length > StderrTailChars) _stderrTail.Remove(0, _stderrTail.Length - StderrTailChars);
-        }
     }
 
     private static string LastLines(string text, int count)
@@ -390,9 +569,25 @@ public sealed partial class WorkerProcess : IWorker
     [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static extern int SendSignal(int pid, int signal);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Worker {Pid} broke the protocol or died: {Reason}")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Worker {Pid} died while a request was sent: {Reason}")]
     private partial void LogProtocolFailure(int pid, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Worker {Pid} broke the protocol and was killed: {Violation}")]
+    private partial void LogProtocolViolation(int pid, string violation);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Could not signal worker {Pid} with {Signal}: errno {Errno}")]
     private partial void LogSignalFailed(int pid, int signal, int errno);
+
+    /// <summary>The request a response is expected for, and what that response may hold.</summary>
+    private sealed class Pending(long sequence, int maxResultBytes, int maxOutputBytes)
+    {
+        public long Sequence { get; } = sequence;
+
+        public int MaxOutputBytes { get; } = maxOutputBytes;
+
+        public FrameLimit Limit { get; } = FrameLimit.Response(maxResultBytes, maxOutputBytes);
+
+        /// <summary>The checked answer; null when the pipe ended or the worker broke the protocol first.</summary>
+        public TaskCompletionSource<ExecutionResult?> Answer { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
 }

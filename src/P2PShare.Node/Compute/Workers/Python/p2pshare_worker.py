@@ -29,6 +29,7 @@ import types
 
 NONE, COMPILE_ERROR, NOT_ALLOWED, INVALID_ARGUMENTS, EXCEPTION, OUT_OF_MEMORY, CRASHED, RESULT_TOO_LARGE = 0, 1, 2, 3, 4, 6, 7, 8
 MAX_FRAME_BYTES = 512 * 1024 * 1024
+MAX_ERROR_CHARS = 4096  # WorkerFrames.MaxErrorChars: the peer refuses longer errors (counted in UTF-16 units)
 PROGRAM_FILE = "<program>"
 
 # Events refused outright (prefix match): network, processes, ctypes, file changes, process limits.
@@ -220,8 +221,20 @@ class Protocol:
 
 
 def reply(kind, error=None, output="", body=b""):
-    # Property names exactly as the .NET side's WorkerResponseHeader (System.Text.Json, case-sensitive).
-    return {"Kind": kind, "Error": error, "Output": output}, body
+    # Property names exactly as the .NET side's WorkerResponseHeader (System.Text.Json, case-sensitive);
+    # main adds the request's Sequence.
+    return {"Kind": kind, "Error": cut(error), "Output": output}, body
+
+
+def cut(text):
+    """An error the peer accepts: well-formed (no lone surrogates) and at most MAX_ERROR_CHARS UTF-16 units."""
+    if text is None:
+        return None
+    text = text.encode("utf-8", "replace").decode("utf-8")
+    units = text.encode("utf-16-le")
+    if len(units) // 2 <= MAX_ERROR_CHARS:
+        return text
+    return units[: (MAX_ERROR_CHARS - 3) * 2].decode("utf-16-le", "ignore") + "..."
 
 
 def describe(e):
@@ -370,6 +383,7 @@ def main():
         if frame is None:
             return 0
         request, body = frame
+        sequence = request.get("Sequence", 0)
         key = request.get("Hash", "")
         try:
             if body:
@@ -382,8 +396,11 @@ def main():
         except MemoryError:
             # The memory cap was hit: say so, then leave; this worker's memory is not to be trusted.
             programs.clear()
-            protocol.write(*reply(OUT_OF_MEMORY, "OutOfMemory: the program exceeded the worker's memory limit of %d MiB" % (heap_limit >> 20)))
+            header, data = reply(OUT_OF_MEMORY, "OutOfMemory: the program exceeded the worker's memory limit of %d MiB" % (heap_limit >> 20))
+            header["Sequence"] = sequence
+            protocol.write(header, data)
             return 3
+        header["Sequence"] = sequence
         protocol.write(header, data)
 
 
