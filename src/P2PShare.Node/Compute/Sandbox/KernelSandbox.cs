@@ -47,7 +47,6 @@ public sealed partial class KernelSandbox : IDisposable
     private string _seccompFile = "";
     private CgroupRoots? _cgroups;
     private UidLeases? _uids;
-    private long _groups;
 
     public KernelSandbox(IOptions<ComputeOptions> options, ILogger<KernelSandbox> logger)
     {
@@ -97,7 +96,7 @@ public sealed partial class KernelSandbox : IDisposable
             var tmp = _options.WorkerTmpBytes;
             var memory = request.MemoryBytes + _options.WorkerNativeBytes + 2 * tmp;
             if (_cgroups is not null)
-                group = WorkerCgroup.Create(_cgroups, $"w{Environment.ProcessId}-{Interlocked.Increment(ref _groups)}", memory, _options.WorkerMaxProcesses);
+                group = WorkerCgroup.Create(_cgroups, $"w{Environment.ProcessId}-{Guid.NewGuid():N}", memory, _options.WorkerMaxProcesses);
             var limits = new SandboxLimits(_options.WorkerMaxProcesses, _options.WorkerMaxOpenFiles, tmp,
                 // Without a cgroup, the address space is the only bound on native memory.
                 group is null ? request.AddressSpaceBytes : null, request.CpuSeconds);
@@ -197,6 +196,7 @@ public sealed partial class KernelSandbox : IDisposable
             return $"no seccomp filter: {e.Message}";
         }
 
+        CloseInheritedDescriptorsOnExec();
         if (root)
         {
             _uids = new UidLeases(_options.SandboxUidBase, _options.SandboxUidCount);
@@ -204,6 +204,19 @@ public sealed partial class KernelSandbox : IDisposable
         }
 
         return null;
+    }
+
+    /// <summary>
+    /// Descriptors this process inherited without close-on-exec (from a shell, a service manager)
+    /// would pass through bwrap into every task: a pipe, a socket, a folder outside the sandbox.
+    /// .NET opens its own with close-on-exec; mark the inherited ones too.
+    /// </summary>
+    private static void CloseInheritedDescriptorsOnExec()
+    {
+        foreach (var entry in Directory.EnumerateFileSystemEntries("/proc/self/fd"))
+        {
+            if (int.TryParse(Path.GetFileName(entry), out var fd) && fd > 2) _ = Native.SetCloseOnExec(fd);
+        }
     }
 
     private static string? Judge(SandboxRun run)

@@ -13,6 +13,20 @@ internal static class Native
     [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
     public static extern int Kill(int pid, int signal);
 
+    private const int FGetFd = 1;
+    private const int FSetFd = 2;
+    private const int FdCloexec = 1;
+
+    [DllImport("libc", EntryPoint = "fcntl", SetLastError = true)]
+    private static extern int Fcntl(int fd, int command, int argument);
+
+    /// <summary>Marks <paramref name="fd"/> close-on-exec; false when it is not open.</summary>
+    public static bool SetCloseOnExec(int fd)
+    {
+        var flags = Fcntl(fd, FGetFd, 0);
+        return flags >= 0 && Fcntl(fd, FSetFd, flags | FdCloexec) == 0;
+    }
+
     [DllImport("libc", EntryPoint = "geteuid")]
     public static extern uint EffectiveUserId();
 

@@ -90,6 +90,10 @@ internal static class SandboxCommand
             "--size", size, "--tmpfs", "/dev/shm",
             "--size", size, "--tmpfs", "/tmp",
             "--chdir", "/tmp",
+            // bwrap's root and /dev are tmpfs the task's uid owns, with no cap: freeze them, so the
+            // two capped tmpfs are the only places it can write.
+            "--remount-ro", "/dev",
+            "--remount-ro", "/",
             "--clearenv",
         ]);
         foreach (var (key, value) in spec.Environment.OrderBy(e => e.Key, StringComparer.Ordinal)) command.AddRange(["--setenv", key, value]);
