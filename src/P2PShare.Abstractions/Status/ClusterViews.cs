@@ -25,7 +25,8 @@ public sealed record PeerView(
     DateTime StartedUtc,
     DateTime LastReportUtc,
     IReadOnlyList<string> Runtimes,
-    string? LegacyEndpoint)
+    string? LegacyEndpoint,
+    string? Sandbox = null)
 {
     public static PeerView From(PeerStatus s) => new(
         s.Name, s.Report.Gateway, s.Report.Silo?.ToString() ?? "", s.Report.CpuLoad,
@@ -33,7 +34,7 @@ public sealed record PeerView(
         s.Report.MemoryUsed, s.Report.MemoryQuota, s.Report.MemoryKeys,
         s.Report.DiskUsed, s.Report.DiskQuota, s.Report.DiskFiles,
         s.Report.StartedUtc, s.LastReportUtc,
-        s.Report.Runtimes.IsDefault ? [] : [.. s.Report.Runtimes], s.Report.LegacyEndpoint);
+        s.Report.Runtimes.IsDefault ? [] : [.. s.Report.Runtimes], s.Report.LegacyEndpoint, s.Report.Sandbox);
 
     /// <summary>The tracker's peers in name order; an empty list when it knows none.</summary>
     public static IReadOnlyList<PeerView> FromAll(ImmutableArray<PeerStatus> statuses) =>

@@ -36,6 +36,13 @@ public sealed record LoadReport(
     [Id(18)]
     public string? LegacyEndpoint { get; init; }
 
+    /// <summary>
+    /// How this peer walls off tasks: "kernel", "unsandboxed" (Compute:Isolation=none) or
+    /// "refusing tasks: WHY" (it cannot build the wall and runs no tasks); null from older peers.
+    /// </summary>
+    [Id(19)]
+    public string? Sandbox { get; init; }
+
     public bool CanRun(string language) => Runtimes.Contains(language);
 
     /// <summary>Work per slot: (running + queued) / slots, as the peer itself sees it.</summary>

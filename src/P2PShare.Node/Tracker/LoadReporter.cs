@@ -27,9 +27,12 @@ public sealed partial class LoadReporter : ILifecycleParticipant<ISiloLifecycle>
     private Task _loop = Task.CompletedTask;
     private long _sequence;
 
+    private readonly KernelSandbox? _sandbox;
+
     public LoadReporter(IGrainFactory grains, PeerIdentity identity, MemoryStore memory, FileStore files,
-        ComputeScheduler scheduler, IOptions<TrackerOptions> options, TimeProvider time, ILogger<LoadReporter> logger)
+        ComputeScheduler scheduler, IOptions<TrackerOptions> options, TimeProvider time, ILogger<LoadReporter> logger, KernelSandbox? sandbox = null)
     {
+        _sandbox = sandbox;
         _grains = grains;
         _identity = identity;
         _memory = memory;
@@ -66,6 +69,7 @@ public sealed partial class LoadReporter : ILifecycleParticipant<ISiloLifecycle>
         {
             Runtimes = [.. _scheduler.Runtimes],
             LegacyEndpoint = _identity.LegacyEndpoint,
+            Sandbox = _sandbox?.Status,
         };
     }
 
