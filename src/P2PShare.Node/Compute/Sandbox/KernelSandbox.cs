@@ -97,7 +97,8 @@ public sealed partial class KernelSandbox : IDisposable
             var memory = request.MemoryBytes + _options.WorkerNativeBytes + 2 * tmp;
             if (_cgroups is not null)
                 group = WorkerCgroup.Create(_cgroups, $"w{Environment.ProcessId}-{Guid.NewGuid():N}", memory, _options.WorkerMaxProcesses);
-            var limits = new SandboxLimits(_options.WorkerMaxProcesses, _options.WorkerMaxOpenFiles, tmp,
+            // RLIMIT_NPROC counts every process of the real uid: only a uid of the worker's own can carry it.
+            var limits = new SandboxLimits(uid is null ? null : _options.WorkerMaxProcesses, _options.WorkerMaxOpenFiles, tmp,
                 // Without a cgroup, the address space is the only bound on native memory.
                 group is null ? request.AddressSpaceBytes : null, request.CpuSeconds);
             var command = SandboxCommand.Build(new SandboxCommandSpec(_bubblewrap, uid?.Uid, _seccompFile, group?.ProcFiles ?? [], limits,

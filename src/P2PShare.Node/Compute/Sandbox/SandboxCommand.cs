@@ -6,7 +6,8 @@ namespace P2PShare.Compute;
 /// <summary>Resource limits of one sandboxed worker, applied with <c>prlimit</c> before the uid drops.</summary>
 /// <param name="AddressSpaceBytes">RLIMIT_AS; null for .NET, which needs ~4 GiB of address space even with a small heap.</param>
 /// <param name="CpuSeconds">RLIMIT_CPU, a backstop behind the scheduler's timeout; null for long-lived workers.</param>
-internal sealed record SandboxLimits(int Processes, int OpenFiles, long FileBytes, long? AddressSpaceBytes = null, long? CpuSeconds = null);
+/// <param name="Processes">RLIMIT_NPROC; null when the worker's uid is the peer's own, whose other processes and threads count against it too.</param>
+internal sealed record SandboxLimits(int? Processes, int OpenFiles, long FileBytes, long? AddressSpaceBytes = null, long? CpuSeconds = null);
 
 /// <summary>Everything that decides the command line of one sandboxed worker.</summary>
 /// <param name="Bubblewrap">Path of bwrap.</param>
@@ -53,11 +54,11 @@ internal static class SandboxCommand
         {
             "-c", script.ToString(), "p2pshare-sandbox",
             Prlimit,
-            $"--nproc={l.Processes}",
             $"--nofile={l.OpenFiles}",
             $"--fsize={l.FileBytes}",
             "--core=0",
         };
+        if (l.Processes is { } processes) command.Add($"--nproc={processes}");
         if (l.AddressSpaceBytes is { } address) command.Add($"--as={address}");
         if (l.CpuSeconds is { } cpu) command.Add($"--cpu={cpu}");
         command.Add("--");
