@@ -41,13 +41,31 @@ if [[ -z ${P2PSHARE_TEST_PG:-} ]]; then
 fi
 
 # python3 runs Python tasks in the peers and the seed-protocol client in the end-to-end tests.
-if ! command -v python3 >/dev/null; then
+# Behind the kernel wall tasks need the system's /usr/bin/python3: an interpreter under a home
+# folder (pyenv) is closed to the sandbox's uid.
+if [[ ! -x /usr/bin/python3 ]]; then
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
     echo "installing python3 (Python tasks and the seed-protocol tests need it)" >&2
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3; } </dev/null >&2 ||
       echo "warning: could not install python3; Python tests will fail" >&2
   else
     echo "warning: python3 is not installed; Python tests will fail (install it: apt-get install python3)" >&2
+  fi
+fi
+
+# The kernel wall around tasks: bubblewrap, util-linux (setpriv, prlimit) and libseccomp2. Without
+# them the peers refuse tasks (fail closed) and the compute tests fail with the reason.
+missing_wall=()
+command -v bwrap >/dev/null || missing_wall+=(bubblewrap)
+{ command -v setpriv >/dev/null && command -v prlimit >/dev/null; } || missing_wall+=(util-linux)
+{ [[ -e /usr/lib/x86_64-linux-gnu/libseccomp.so.2 ]] || ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2'; } || missing_wall+=(libseccomp2)
+if ((${#missing_wall[@]})); then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    echo "installing ${missing_wall[*]} (the kernel sandbox around tasks needs it)" >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing_wall[@]}"; } </dev/null >&2 ||
+      echo "warning: could not install ${missing_wall[*]}; peers will refuse tasks and compute tests will fail" >&2
+  else
+    echo "warning: ${missing_wall[*]} not installed; peers will refuse tasks (install: apt-get install ${missing_wall[*]})" >&2
   fi
 fi
 

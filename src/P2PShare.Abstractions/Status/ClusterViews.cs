@@ -29,7 +29,8 @@ public sealed record PeerView(
     DateTime StartedUtc,
     DateTime LastReportUtc,
     IReadOnlyList<string> Runtimes,
-    IReadOnlyDictionary<string, string> Endpoints)
+    IReadOnlyDictionary<string, string> Endpoints,
+    string? Sandbox = null)
 {
     public static PeerView From(PeerStatus s) => new(
         s.Name, s.Report.Gateway, s.Report.Silo?.ToString() ?? "", s.Report.CpuLoad,
@@ -39,7 +40,8 @@ public sealed record PeerView(
         s.Report.StartedUtc, s.LastReportUtc,
         s.Report.Runtimes.IsDefault ? [] : [.. s.Report.Runtimes],
         // Null in a report from a peer that predates the field.
-        s.Report.Endpoints ?? ImmutableDictionary<string, string>.Empty);
+        s.Report.Endpoints ?? ImmutableDictionary<string, string>.Empty,
+        s.Report.Sandbox);
 
     /// <summary>The tracker's peers in name order; an empty list when it knows none.</summary>
     public static IReadOnlyList<PeerView> FromAll(ImmutableArray<PeerStatus> statuses) =>

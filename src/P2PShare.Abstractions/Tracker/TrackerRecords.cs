@@ -40,6 +40,13 @@ public sealed record LoadReport(
     [Id(19)]
     public ImmutableDictionary<string, string> Endpoints { get; init; } = ImmutableDictionary<string, string>.Empty;
 
+    /// <summary>
+    /// How this peer walls off tasks: "kernel", "unsandboxed" (Compute:Isolation=none) or
+    /// "refusing tasks: WHY" (it cannot build the wall and runs no tasks); null from older peers.
+    /// </summary>
+    [Id(20)]
+    public string? Sandbox { get; init; }
+
     public bool CanRun(string language) => Runtimes.Contains(language);
 
     /// <summary>Work per slot: (running + queued) / slots, as the peer itself sees it.</summary>

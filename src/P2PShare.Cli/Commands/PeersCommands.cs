@@ -54,10 +54,26 @@ public static class PeersCommands
                     $"{p.CpuLoad:0.00} ({p.RunningTasks} running, {p.QueuedTasks} queued, {p.Slots} slots)"),
                 Output.Used(p.MemoryUsed, p.MemoryQuota),
                 Output.Used(p.DiskUsed, p.DiskQuota),
-                string.Join(", ", p.Runtimes),
+                RuntimesCell(p),
                 Output.Age(p.LastReportUtc, nowUtc));
         }
 
         return table;
+    }
+
+    /// <summary>
+    /// The runtimes a peer offers, and how its tasks are walled off when that is not the kernel
+    /// sandbox: "refusing tasks: WHY" for a peer that cannot build it, "(unsandboxed)" after the runtimes
+    /// for a peer that opted out (Compute:Isolation=none).
+    /// </summary>
+    public static string RuntimesCell(PeerView peer)
+    {
+        var runtimes = string.Join(", ", peer.Runtimes);
+        return peer.Sandbox switch
+        {
+            { } s when s.StartsWith("refusing tasks", StringComparison.Ordinal) => s,
+            "unsandboxed" => runtimes.Length == 0 ? "unsandboxed" : $"{runtimes} (unsandboxed)",
+            _ => runtimes,
+        };
     }
 }

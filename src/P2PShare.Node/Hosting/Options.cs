@@ -108,6 +108,15 @@ public sealed class OptionsValidator :
         if (o.MaxRetries is < 0 or > ComputeOptions.MaxRetriesLimit) errors.Add($"Compute:MaxRetries must be 0..{ComputeOptions.MaxRetriesLimit}");
         if (o.WorkerPath is { Length: > 0 } path && !File.Exists(path)) errors.Add($"Compute:WorkerPath '{path}' does not exist");
         if (o.PythonWarmWorkers < 0 || o.PythonWarmWorkers > o.MaxLiveWorkers) errors.Add("Compute:PythonWarmWorkers must be 0..Compute:MaxLiveWorkers");
+        if (!Enum.IsDefined(o.Isolation)) errors.Add("Compute:Isolation must be kernel or none");
+        if (string.IsNullOrWhiteSpace(o.BubblewrapPath)) errors.Add("Compute:BubblewrapPath must name the bwrap executable");
+        if (o.SandboxUidBase < 1000 || (long)o.SandboxUidBase + o.SandboxUidCount > 65534)
+            errors.Add("Compute:SandboxUidBase must be at least 1000 and the range end below 65534");
+        if (o.SandboxUidCount < o.MaxLiveWorkers) errors.Add("Compute:SandboxUidCount must be at least Compute:MaxLiveWorkers");
+        if (o.WorkerTmpBytes < Bytes.MiB) errors.Add("Compute:WorkerTmpBytes must be at least 1 MiB");
+        if (o.WorkerNativeBytes < 64 * Bytes.MiB) errors.Add("Compute:WorkerNativeBytes must be at least 64 MiB");
+        if (o.WorkerMaxProcesses < 32) errors.Add("Compute:WorkerMaxProcesses must be at least 32 (the runtimes start threads)");
+        if (o.WorkerMaxOpenFiles < 64) errors.Add("Compute:WorkerMaxOpenFiles must be at least 64");
         return Result(errors);
     }
 
@@ -224,6 +233,63 @@ public sealed class ComputeOptions
     /// <summary>Idle Python workers kept started (they start in ~50 ms, so fewer than for C#).</summary>
     public int PythonWarmWorkers { get; set; } = 1;
 
-    /// <summary>Run each Python worker in empty network and PID namespaces when the machine allows them.</summary>
+    /// <summary>
+    /// Run each Python worker in empty network and PID namespaces when the machine allows them. Only
+    /// with <see cref="Isolation"/> <c>none</c>: the kernel sandbox has namespaces of its own.
+    /// </summary>
     public bool PythonNamespaces { get; set; } = true;
+
+    public const WorkerIsolation DefaultIsolation = WorkerIsolation.Kernel;
+    public const string DefaultBubblewrapPath = "bwrap";
+    public const int DefaultSandboxUidBase = 61000;
+    public const int DefaultSandboxUidCount = 1000;
+    public const long DefaultWorkerTmpBytes = 64 * Bytes.MiB;
+    public const long DefaultWorkerNativeBytes = 256 * Bytes.MiB;
+    public const int DefaultWorkerMaxProcesses = 256;
+    public const int DefaultWorkerMaxOpenFiles = 1024;
+
+    /// <summary>
+    /// How workers are walled off: <c>kernel</c> (bubblewrap namespaces, an unprivileged uid, seccomp,
+    /// cgroup or rlimit caps; a peer that cannot build that wall runs no tasks) or <c>none</c> (workers
+    /// run as the peer's own user, guarded only by the language checks; printed as a warning at start
+    /// and shown as "unsandboxed").
+    /// </summary>
+    public WorkerIsolation Isolation { get; set; } = DefaultIsolation;
+
+    /// <summary>The bubblewrap executable (Debian package <c>bubblewrap</c>), a name on PATH or a full path.</summary>
+    public string BubblewrapPath { get; set; } = DefaultBubblewrapPath;
+
+    /// <summary>
+    /// First of the numeric uids (and gids) sandboxed workers run as when the peer runs as root, one
+    /// per live worker; they need no /etc/passwd entry but must belong to no one else.
+    /// </summary>
+    public int SandboxUidBase { get; set; } = DefaultSandboxUidBase;
+
+    /// <summary>How many uids from <see cref="SandboxUidBase"/> workers may use; shared by all peers of the machine.</summary>
+    public int SandboxUidCount { get; set; } = DefaultSandboxUidCount;
+
+    /// <summary>Size cap of a sandboxed worker's private tmpfs (its working folder and /tmp); also its largest file.</summary>
+    public long WorkerTmpBytes { get; set; } = DefaultWorkerTmpBytes;
+
+    /// <summary>
+    /// Memory a worker may use beyond its heap limit (the runtime, native allocations, thread stacks);
+    /// its cgroup's memory limit is heap + this + twice the tmpfs cap (/tmp and /dev/shm).
+    /// </summary>
+    public long WorkerNativeBytes { get; set; } = DefaultWorkerNativeBytes;
+
+    /// <summary>Processes and threads a sandboxed worker may have (cgroup pids.max and RLIMIT_NPROC).</summary>
+    public int WorkerMaxProcesses { get; set; } = DefaultWorkerMaxProcesses;
+
+    /// <summary>Open files a sandboxed worker may hold (RLIMIT_NOFILE).</summary>
+    public int WorkerMaxOpenFiles { get; set; } = DefaultWorkerMaxOpenFiles;
+}
+
+/// <summary>How task workers are walled off from the peer and from each other (<c>Compute:Isolation</c>).</summary>
+public enum WorkerIsolation
+{
+    /// <summary>The kernel sandbox; without it the peer refuses tasks.</summary>
+    Kernel = 0,
+
+    /// <summary>No OS sandbox: an explicit opt-out, announced at start and in <c>peers</c>.</summary>
+    None = 1,
 }

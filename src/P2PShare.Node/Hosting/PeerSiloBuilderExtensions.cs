@@ -37,6 +37,7 @@ public static class PeerSiloBuilderExtensions
         services.AddSingleton<MemoryStore>();
         services.AddSingleton<FileStore>();
         services.AddSingleton<ProgramCompiler>();
+        services.AddSingleton<KernelSandbox>();
         services.AddSingleton<IWorkerFactory, WorkerProcessFactory>();
         services.AddSingleton<IWorkerFactory, PythonWorkerFactory>();
         services.AddSingleton(sp => new ComputeScheduler(sp.GetServices<IWorkerFactory>(),

@@ -67,6 +67,7 @@ public sealed class PeerReadiness(
             reasons.Add("the tracker was not asked");
         }
 
+        // A peer refusing tasks because it cannot build the sandbox says so, with what is missing.
         if (!workersHealthy) reasons.Add(scheduler.UnavailableReason ?? "the worker pool cannot take tasks");
         return new ReadinessReport(
             reasons.Count == 0, silo.Name, Describe(status), registered, trackerHost is not null, trackerHost, trackerMs,

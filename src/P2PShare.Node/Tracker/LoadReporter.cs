@@ -29,10 +29,13 @@ public sealed partial class LoadReporter : ILifecycleParticipant<ISiloLifecycle>
     private Task _loop = Task.CompletedTask;
     private long _sequence;
 
+    private readonly KernelSandbox? _sandbox;
+
     public LoadReporter(IGrainFactory grains, PeerIdentity identity, MemoryStore memory, FileStore files,
         ComputeScheduler scheduler, IEnumerable<IPeerEndpointSource> endpoints, IOptions<TrackerOptions> options, TimeProvider time,
-        ILogger<LoadReporter> logger)
+        ILogger<LoadReporter> logger, KernelSandbox? sandbox = null)
     {
+        _sandbox = sandbox;
         _grains = grains;
         _identity = identity;
         _memory = memory;
@@ -70,6 +73,7 @@ public sealed partial class LoadReporter : ILifecycleParticipant<ISiloLifecycle>
         {
             Runtimes = [.. _scheduler.Runtimes],
             Endpoints = ListeningEndpoints(),
+            Sandbox = _sandbox?.Status,
         };
     }
 

@@ -163,10 +163,14 @@ public sealed class PythonWorkerTests(ITestOutputHelper output) : IAsyncLifetime
         output.WriteLine($"namespaced: {factory.Namespaced}; {result.ResultJson}");
         Assert.Equal(TaskErrorKind.None, result.ErrorKind);
         var seen = System.Text.Json.JsonSerializer.Deserialize<System.Text.Json.JsonElement[]>(result.ResultJson!)!;
-        Assert.Equal(worker.ProcessId, seen[0].GetInt32());
+        // NSpid lists the worker's PID in every PID namespace it is in, the peer's first, its own last.
+        var nspids = File.ReadLines($"/proc/{worker.ProcessId}/status").First(l => l.StartsWith("NSpid:", StringComparison.Ordinal))
+            .Split('\t', StringSplitOptions.RemoveEmptyEntries).Skip(1).Select(int.Parse).ToArray();
+        Assert.Contains(seen[0].GetInt32(), nspids);
         if (factory.Namespaced)
         {
-            Assert.Equal(1, seen[1].GetInt32());
+            Assert.Equal(nspids[^1], seen[1].GetInt32());
+            Assert.NotEqual(worker.ProcessId, seen[1].GetInt32());
             Assert.False(seen[2].GetBoolean(), "the program reached the peer's process");
         }
     }
@@ -182,9 +186,11 @@ public sealed class PythonWorkerTests(ITestOutputHelper output) : IAsyncLifetime
         var meddled = await scheduler.Submit("mallory", Request(meddler, "[\"s3cret\"]"), TimeSpan.FromSeconds(30)).Completion.WaitAsync(Deadline);
         Assert.Equal("\"done\"", meddled.Result.ResultJson);
 
-        const string victim = "import builtins, os\ndef main(x):\n    return [x, getattr(builtins, 'stash', None), int(os.readlink('/proc/self'))]";
+        // hash() of a str is salted per interpreter (PYTHONHASHSEED is random under -I): equal hashes
+        // would mean one interpreter served two tasks. PIDs cannot tell: each sandbox numbers from 1.
+        const string victim = "import builtins\ndef main(x):\n    return [x, getattr(builtins, 'stash', None), hash('p2pshare')]";
         var watch = Stopwatch.StartNew();
-        var pids = new HashSet<int>();
+        var pids = new HashSet<long>();
         for (var i = 0; i < 10; i++)
         {
             var outcome = await scheduler.Submit("alice", Request(victim, $"[{i}]"), TimeSpan.FromSeconds(30)).Completion.WaitAsync(Deadline);
@@ -192,7 +198,7 @@ public sealed class PythonWorkerTests(ITestOutputHelper output) : IAsyncLifetime
             var seen = System.Text.Json.JsonSerializer.Deserialize<System.Text.Json.JsonElement[]>(outcome.Result.ResultJson!)!;
             Assert.Equal(i, seen[0].GetInt32());
             Assert.Equal(System.Text.Json.JsonValueKind.Null, seen[1].ValueKind);
-            pids.Add(seen[2].GetInt32());
+            pids.Add(seen[2].GetInt64());
         }
 
         output.WriteLine($"10 sequential Python tasks, one interpreter each: {watch.Elapsed.TotalMilliseconds / 10:0} ms a task");

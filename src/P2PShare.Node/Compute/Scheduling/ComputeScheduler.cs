@@ -93,7 +93,8 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
             _pools[factory.Language] = pool;
         }
 
-        if (_pools.Count == 0) throw new InvalidOperationException("no task language can run on this peer");
+        // No runtime at all (a peer that cannot build its sandbox): the peer still serves memory and
+        // files, and refuses tasks with the reason (CanAccept false, UnavailableReason says why).
         foreach (var pool in _pools.Values) pool.Refill();
         _loop = Task.Run(RunLoopAsync);
     }
@@ -156,6 +157,7 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
                 if (_disposed) return ShuttingDown;
             }
 
+            if (_pools.Count == 0) return _unavailable.Values.FirstOrDefault() ?? "no task language can run on this peer";
             return _pools.Values.All(p => p.IsBroken) && _pools.Values.First().Failure is { } failure
                 ? $"worker processes cannot start on this peer: {failure}"
                 : null;

@@ -6,8 +6,10 @@ namespace P2PShare.Compute;
 
 /// <summary>
 /// Starts Python sandbox workers: <c>python3 -I -B p2pshare_worker.py</c> (isolated mode, no bytecode
-/// files) in an empty folder with an empty environment, inside empty network and PID namespaces when
-/// this machine allows them (<c>unshare --user --map-root-user --net --pid --fork --kill-child</c>).
+/// files) with an empty environment, behind the kernel wall (<see cref="KernelSandbox"/>: only /usr,
+/// the interpreter's prefix and the worker script visible, read-only). With <c>Compute:Isolation=none</c>
+/// they start in an empty folder, inside empty network and PID namespaces when this machine allows them
+/// (<c>unshare --user --map-root-user --net --pid --fork --kill-child</c>).
 /// In the PID namespace the program sees no other process; the worker says hello with its PID as the
 /// peer sees it, and that is the process the scheduler stops, resumes and kills. The worker caps its
 /// own address space at the heap limit plus the interpreter's baseline and refuses network, processes
@@ -21,6 +23,7 @@ public sealed partial class PythonWorkerFactory : IWorkerFactory
     public static readonly Version MinimumVersion = new(3, 8);
 
     internal const string ScriptName = "p2pshare_worker.py";
+    private const string SandboxScript = "/worker/" + ScriptName;
     private static readonly TimeSpan ProbeTimeout = TimeSpan.FromSeconds(10);
     private static readonly string[] Namespaces = ["unshare", "--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child", "--"];
 
@@ -28,11 +31,14 @@ public sealed partial class PythonWorkerFactory : IWorkerFactory
     private readonly ILogger<PythonWorkerFactory> _logger;
     private readonly string _script;
     private readonly string[] _launcher = [];
+    private readonly KernelSandbox _sandbox;
+    private readonly List<(string Source, string Target)> _binds = [];
 
-    public PythonWorkerFactory(IOptions<ComputeOptions> options, ILogger<PythonWorkerFactory> logger)
+    public PythonWorkerFactory(IOptions<ComputeOptions> options, ILogger<PythonWorkerFactory> logger, KernelSandbox? sandbox = null)
     {
         _options = options.Value;
         _logger = logger;
+        _sandbox = sandbox ?? new KernelSandbox(options, Microsoft.Extensions.Logging.Abstractions.NullLogger<KernelSandbox>.Instance);
         _script = Path.Combine(AppContext.BaseDirectory, ScriptName);
         var python = _options.PythonPath;
         if (string.IsNullOrWhiteSpace(python))
@@ -47,9 +53,13 @@ public sealed partial class PythonWorkerFactory : IWorkerFactory
             return;
         }
 
+        // Behind the wall the interpreter must be readable by the sandbox's uid: the system's, not a
+        // user-local one found first on PATH (pyenv under /root is closed to other users).
+        if (_sandbox.Mode == WorkerIsolation.Kernel && !python.Contains('/') && File.Exists("/usr/bin/" + python)) python = "/usr/bin/" + python;
+
         // sys.executable: workers start the interpreter itself, not a wrapper found on PATH (a pyenv
         // shim costs ~100 ms a start).
-        var (exit, lines) = Run([python, "-I", "-c", "import sys; print(sys.executable); print('%d.%d.%d' % sys.version_info[:3])"]);
+        var (exit, lines) = Run([python, "-I", "-c", "import sys; print(sys.executable); print('%d.%d.%d' % sys.version_info[:3]); print(sys.base_prefix)"]);
         if (exit != 0 || lines.Length < 2 || !System.Version.TryParse(lines[1], out var version))
         {
             Unavailable = $"{python} was not found or does not run ({(exit == 0 ? "no version" : Describe(exit, lines))}); install python3 or set Compute:PythonPath";
@@ -66,15 +76,41 @@ public sealed partial class PythonWorkerFactory : IWorkerFactory
 
         Interpreter = lines[0].Length > 0 && File.Exists(lines[0]) ? lines[0] : python;
         Version = lines[1];
+        if (_sandbox.Mode == WorkerIsolation.Kernel)
+        {
+            if (_sandbox.Refusal is { } why)
+            {
+                Unavailable = $"refusing tasks: {why}";
+                return;
+            }
+
+            // The interpreter's installation where /usr does not hold it (pyenv, a venv's base): bound
+            // where it is, so the sandbox never needs the folders above it (/root is closed to others).
+            if (lines.Length > 2 && Path.IsPathRooted(lines[2]) && !lines[2].StartsWith("/usr/", StringComparison.Ordinal) && lines[2] != "/usr")
+                _binds.Add((lines[2], lines[2]));
+            _binds.Add((_script, SandboxScript));
+            var probe = _sandbox.RunAsync(Request(Interpreter, ["-I", "-c", "print('ok')"]), "", ProbeTimeout).GetAwaiter().GetResult();
+            if (probe.ExitCode != 0 || probe.Stdout.Trim() != "ok")
+            {
+                Unavailable = $"{Interpreter} does not run inside the sandbox ({Describe(probe.ExitCode, probe.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries))}); "
+                    + "it must be readable by other users: install Debian's python3 and set Compute:PythonPath=/usr/bin/python3";
+                LogUnavailable(Unavailable);
+                return;
+            }
+
+            LogProbed(Interpreter, Version, true);
+            return;
+        }
+
         if (_options.PythonNamespaces)
         {
             // In its own PID namespace the interpreter is PID 1.
             var (nsExit, nsLines) = Run([.. Namespaces, Interpreter, "-I", "-c", "import os; print(os.getpid())"]);
-            Namespaced = nsExit == 0 && nsLines is ["1", ..];
-            if (!Namespaced) LogNoNamespaces(Describe(nsExit, nsLines));
+            _unshared = nsExit == 0 && nsLines is ["1", ..];
+            if (!_unshared) LogNoNamespaces(Describe(nsExit, nsLines));
         }
 
-        _launcher = Namespaced ? [.. Namespaces, Interpreter] : [Interpreter];
+        _launcher = _unshared ? [.. Namespaces, Interpreter] : [Interpreter];
         LogProbed(Interpreter, Version, Namespaced);
     }
 
@@ -91,8 +127,10 @@ public sealed partial class PythonWorkerFactory : IWorkerFactory
     /// <summary>The interpreter's version, e.g. 3.11.2.</summary>
     public string? Version { get; }
 
-    /// <summary>Workers run in empty network and PID namespaces (no interfaces but a down loopback, no other process).</summary>
-    public bool Namespaced { get; }
+    /// <summary>Workers run in empty network and PID namespaces (no interfaces but a down loopback, no other process): with <c>unshare</c>, or behind the kernel wall.</summary>
+    public bool Namespaced => _sandbox.Mode == WorkerIsolation.Kernel ? Unavailable is null : _unshared;
+
+    private readonly bool _unshared;
 
     public async Task<IWorker> StartAsync(CancellationToken cancellationToken) => await StartWorkerAsync(cancellationToken).ConfigureAwait(false);
 
@@ -100,6 +138,14 @@ public sealed partial class PythonWorkerFactory : IWorkerFactory
     {
         if (Unavailable is not null) throw new InvalidOperationException(Unavailable);
         var heap = _options.WorkerHeapLimitBytes;
+        if (_sandbox.Mode == WorkerIsolation.Kernel)
+        {
+            var lease = _sandbox.Lease(Request(Interpreter!, ["-I", "-B", SandboxScript, heap.ToString(CultureInfo.InvariantCulture)]));
+            var sandboxed = await WorkerProcess.StartAsync(lease, heap, WorkerProcess.PythonOutcomes, _logger, cancellationToken).ConfigureAwait(false);
+            LogStarted(sandboxed.ProcessId, sandboxed.StartupTime.TotalMilliseconds);
+            return sandboxed;
+        }
+
         string[] arguments = [.. _launcher.Skip(1), "-I", "-B", _script, heap.ToString(CultureInfo.InvariantCulture)];
         // No environment at all: the peer's (a database password, say) is nothing a program should read.
         var worker = await WorkerProcess.StartAsync(_launcher[0], arguments, heap, new Dictionary<string, string>(), inheritEnvironment: false, WorkerProcess.PythonOutcomes,
@@ -107,6 +153,14 @@ public sealed partial class PythonWorkerFactory : IWorkerFactory
         LogStarted(worker.ProcessId, worker.StartupTime.TotalMilliseconds);
         return worker;
     }
+
+    /// <summary>
+    /// A Python worker's sandbox: one task per worker, so the CPU-time backstop is the longest
+    /// timeout; the worker caps its own address space at its heap limit.
+    /// </summary>
+    private SandboxRequest Request(string interpreter, string[] arguments) =>
+        new(interpreter, arguments, _binds, new Dictionary<string, string>(), _options.WorkerHeapLimitBytes,
+            CpuSeconds: (long)Math.Ceiling(_options.MaxTimeout.TotalSeconds) + 1);
 
     /// <summary>Runs a command to completion (bounded); its exit code (-1: did not start or finish) and stdout lines, or stderr's when it failed.</summary>
     private static (int Exit, string[] Lines) Run(string[] command)
@@ -147,7 +201,7 @@ public sealed partial class PythonWorkerFactory : IWorkerFactory
         return exit == -1 ? first : $"exit code {exit}{(first.Length > 0 ? ": " + first : "")}";
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Python tasks: {Python} {Version}; network and PID namespaces per worker: {Namespaced}")]
+    [LoggerMessage(Level = LogLevel.Information, Message = "Python tasks: {Python} {Version}; network and PID namespaces per worker (kernel wall or unshare): {Namespaced}")]
     private partial void LogProbed(string python, string version, bool namespaced);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Python workers run without network and PID namespaces (unshare failed: {Reason}); only the audit hook refuses network and processes")]

@@ -10,11 +10,32 @@ using P2PShare.Hosting;
 
 namespace P2PShare.Compute;
 
-/// <summary>Starts sandbox workers: <c>dotnet p2pshare-worker.dll</c> with a capped heap, in an empty folder.</summary>
-public sealed partial class WorkerProcessFactory(IOptions<ComputeOptions> options, ILogger<WorkerProcessFactory> logger) : IWorkerFactory
+/// <summary>
+/// Starts C# workers: <c>dotnet p2pshare-worker.dll</c> with a capped heap, behind the kernel wall
+/// (<see cref="KernelSandbox"/>: only the .NET runtime and the worker's own files visible, read-only)
+/// or, with <c>Compute:Isolation=none</c>, as the peer's user in an empty folder.
+/// </summary>
+public sealed partial class WorkerProcessFactory : IWorkerFactory
 {
     /// <summary>How long a new worker may take to say hello; generous because the machine may be busy.</summary>
     public static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(30);
+
+    private const string SandboxWorkerFolder = "/worker";
+    private readonly IOptions<ComputeOptions> _options;
+    private readonly ILogger<WorkerProcessFactory> _logger;
+    private readonly KernelSandbox _sandbox;
+
+    public WorkerProcessFactory(IOptions<ComputeOptions> options, ILogger<WorkerProcessFactory> logger, KernelSandbox? sandbox = null)
+    {
+        _options = options;
+        _logger = logger;
+        _sandbox = sandbox ?? new KernelSandbox(options, Microsoft.Extensions.Logging.Abstractions.NullLogger<KernelSandbox>.Instance);
+    }
+
+    /// <summary>The wall workers start behind.</summary>
+    public KernelSandbox Sandbox => _sandbox;
+
+    public string? Unavailable => _sandbox.Refusal is { } why ? $"refusing tasks: {why}" : null;
 
     public async Task<IWorker> StartAsync(CancellationToken cancellationToken) =>
         await StartWorkerAsync(cancellationToken).ConfigureAwait(false);
@@ -22,13 +43,49 @@ public sealed partial class WorkerProcessFactory(IOptions<ComputeOptions> option
     /// <summary>Like <see cref="StartAsync"/>, typed, for callers that want <see cref="WorkerProcess.StartupTime"/>.</summary>
     public async Task<WorkerProcess> StartWorkerAsync(CancellationToken cancellationToken)
     {
-        var o = options.Value;
+        var o = _options.Value;
         var workerPath = o.WorkerPath ?? Path.Combine(AppContext.BaseDirectory, "p2pshare-worker.dll");
         if (!File.Exists(workerPath)) throw new InvalidOperationException($"the sandbox worker is missing: {workerPath} (Compute:WorkerPath)");
-        var worker = await WorkerProcess.StartAsync(DotnetHost(), [workerPath], o.WorkerHeapLimitBytes, DotnetEnvironment(o.WorkerHeapLimitBytes),
-            inheritEnvironment: true, WorkerProcess.DotnetOutcomes, logger, cancellationToken).ConfigureAwait(false);
+        WorkerProcess worker;
+        if (_sandbox.Mode == WorkerIsolation.None)
+        {
+            worker = await WorkerProcess.StartAsync(DotnetHost(), [workerPath], o.WorkerHeapLimitBytes, DotnetEnvironment(o.WorkerHeapLimitBytes),
+                inheritEnvironment: true, WorkerProcess.DotnetOutcomes, _logger, cancellationToken).ConfigureAwait(false);
+        }
+        else
+        {
+            var host = Path.GetFullPath(DotnetHost() is var h && h.Contains('/') ? h : KernelSandbox.Which(h) ?? h);
+            var environment = DotnetEnvironment(o.WorkerHeapLimitBytes);
+            environment["PATH"] = "/usr/bin";
+            var lease = _sandbox.Lease(new SandboxRequest(host, [SandboxWorkerFolder + "/" + Path.GetFileName(workerPath)],
+                SandboxBinds(host, workerPath), environment, o.WorkerHeapLimitBytes));
+            worker = await WorkerProcess.StartAsync(lease, o.WorkerHeapLimitBytes, WorkerProcess.DotnetOutcomes, _logger, cancellationToken)
+                .ConfigureAwait(false);
+        }
+
         LogStarted(worker.ProcessId, worker.StartupTime.TotalMilliseconds);
         return worker;
+    }
+
+    /// <summary>
+    /// The .NET installation the host belongs to (it holds host/fxr and shared/Microsoft.NETCore.App),
+    /// where it is not already under /usr, and the worker's own files only: the folder they sit in is
+    /// the peer's, with its assemblies and settings.
+    /// </summary>
+    private static List<(string Source, string Target)> SandboxBinds(string host, string workerPath)
+    {
+        var binds = new List<(string, string)>();
+        var root = Path.GetDirectoryName(new FileInfo(host).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? host)!;
+        if (!root.StartsWith("/usr/", StringComparison.Ordinal)) binds.Add((root, root));
+        var folder = Path.GetDirectoryName(Path.GetFullPath(workerPath))!;
+        var name = Path.GetFileNameWithoutExtension(workerPath);
+        foreach (var file in new[] { name + ".dll", name + ".runtimeconfig.json", name + ".deps.json" })
+        {
+            var source = Path.Combine(folder, file);
+            if (File.Exists(source)) binds.Add((source, SandboxWorkerFolder + "/" + file));
+        }
+
+        return binds;
     }
 
     private static Dictionary<string, string> DotnetEnvironment(long heapLimitBytes) => new()
@@ -84,9 +141,9 @@ public sealed partial class WorkerProcess : IWorker
 
     internal const string ProtocolViolation = "protocol violation";
 
-    private const int SigKill = 9;
-    private const int SigCont = 18; // Linux x64
-    private const int SigStop = 19;
+    private const int SigKill = Native.SigKill;
+    private const int SigCont = Native.SigCont;
+    private const int SigStop = Native.SigStop;
     private const int StderrChunkBytes = 16 * 1024;
     private static readonly TimeSpan ExitGrace = TimeSpan.FromSeconds(5);
     private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
@@ -98,6 +155,7 @@ public sealed partial class WorkerProcess : IWorker
     private readonly long _heapLimitBytes;
     private readonly FrozenSet<int> _reportable;
     private readonly ILogger _logger;
+    private readonly SandboxLease? _sandbox;
     private readonly HashSet<string> _loaded = new(StringComparer.Ordinal);
     private readonly object _gate = new();
     private readonly WorkerStderr _stderr = new();
@@ -113,9 +171,10 @@ public sealed partial class WorkerProcess : IWorker
     private volatile bool _killed;
     private volatile bool _cancelled;
 
-    private WorkerProcess(Process process, string workDir, long heapLimitBytes, FrozenSet<int> reportable, ILogger logger)
+    private WorkerProcess(Process process, string workDir, long heapLimitBytes, FrozenSet<int> reportable, ILogger logger, SandboxLease? sandbox)
     {
         _process = process;
+        _sandbox = sandbox;
         _workDir = workDir;
         _heapLimitBytes = heapLimitBytes;
         _reportable = reportable;
@@ -184,7 +243,7 @@ public sealed partial class WorkerProcess : IWorker
     /// </summary>
     /// <param name="inheritEnvironment">False: the process sees only <paramref name="environment"/>, none of the peer's.</param>
     /// <param name="reportableOutcomes">The outcome kinds this runtime's worker may report; any other is a protocol violation.</param>
-    internal static async Task<WorkerProcess> StartAsync(string fileName, IEnumerable<string> arguments, long heapLimitBytes,
+    internal static Task<WorkerProcess> StartAsync(string fileName, IEnumerable<string> arguments, long heapLimitBytes,
         IReadOnlyDictionary<string, string> environment, bool inheritEnvironment, FrozenSet<int> reportableOutcomes, ILogger logger,
         CancellationToken cancellationToken)
     {
@@ -203,20 +262,37 @@ public sealed partial class WorkerProcess : IWorker
         if (!inheritEnvironment) start.Environment.Clear();
         foreach (var (key, value) in environment) start.Environment[key] = value;
 
+        return StartAsync(start, workDir, null, heapLimitBytes, reportableOutcomes, logger, cancellationToken);
+    }
+
+    /// <summary>Starts a worker behind the kernel wall; the worker owns <paramref name="sandbox"/> from here on.</summary>
+    internal static Task<WorkerProcess> StartAsync(SandboxLease sandbox, long heapLimitBytes, FrozenSet<int> reportableOutcomes, ILogger logger,
+        CancellationToken cancellationToken)
+    {
+        // The wrapper's own folder; the worker itself starts in its private tmpfs.
+        var workDir = Path.GetTempPath();
+        return StartAsync(sandbox.StartInfo(workDir), null, sandbox, heapLimitBytes, reportableOutcomes, logger, cancellationToken);
+    }
+
+    private static async Task<WorkerProcess> StartAsync(ProcessStartInfo start, string? workDir, SandboxLease? sandbox, long heapLimitBytes,
+        FrozenSet<int> reportableOutcomes, ILogger logger, CancellationToken cancellationToken)
+    {
         var watch = Stopwatch.StartNew();
         var process = new Process { StartInfo = start };
         try
         {
-            process.Start();
+            if (sandbox is null) process.Start();
+            else await sandbox.Sandbox.StartAsync(process).ConfigureAwait(false);
         }
         catch
         {
             process.Dispose();
-            TryDeleteFolder(workDir);
+            if (workDir is not null) TryDeleteFolder(workDir);
+            sandbox?.Dispose();
             throw;
         }
 
-        var worker = new WorkerProcess(process, workDir, heapLimitBytes, reportableOutcomes, logger);
+        var worker = new WorkerProcess(process, workDir ?? "", heapLimitBytes, reportableOutcomes, logger, sandbox);
         _ = Task.Run(() => worker.DrainStderrAsync(process.StandardError.BaseStream));
         try
         {
@@ -320,9 +396,18 @@ public sealed partial class WorkerProcess : IWorker
         }
     }
 
-    public void Pause() => Signal(SigStop);
+    // The freezer stops every process of the task at once, forks included; a signal reaches one.
+    public void Pause()
+    {
+        if (_sandbox?.Cgroup is { CanFreeze: true } group) group.Freeze();
+        else Signal(SigStop);
+    }
 
-    public void Resume() => Signal(SigCont);
+    public void Resume()
+    {
+        if (_sandbox?.Cgroup is { CanFreeze: true } group) group.Thaw();
+        else Signal(SigCont);
+    }
 
     public void Kill()
     {
@@ -446,32 +531,30 @@ public sealed partial class WorkerProcess : IWorker
         }
     }
 
-    /// <summary>Takes the process that said hello as the one to signal: the started one, or its direct child.</summary>
+    /// <summary>
+    /// Takes the process that said hello as the one to signal: the started one, or its direct child
+    /// (unshare), or, behind the kernel wall, the descendant of bwrap whose PID in the sandbox's PID
+    /// namespace is the one it said (the worker cannot see its PID as the peer sees it).
+    /// </summary>
     private void Adopt(int helloPid)
     {
+        if (_sandbox is not null)
+        {
+            ProcessId = Native.FindDescendantByInnerPid(_process.Id, helloPid)
+                ?? throw new InvalidOperationException($"the sandboxed worker said hello as process {helloPid}, which is not in its sandbox");
+            return;
+        }
+
         if (helloPid == _process.Id) return;
-        if (helloPid <= 0 || ParentOf(helloPid) != _process.Id)
+        if (helloPid <= 0 || Native.ParentOf(helloPid) != _process.Id)
             throw new InvalidOperationException($"the sandbox worker said hello as process {helloPid}, neither the started process {_process.Id} nor its child");
         ProcessId = helloPid;
     }
 
-    private static int? ParentOf(int pid)
-    {
-        try
-        {
-            // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so read after the last ')'.
-            var stat = File.ReadAllText($"/proc/{pid}/stat");
-            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-            return int.Parse(fields[1], CultureInfo.InvariantCulture);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException or ArgumentOutOfRangeException)
-        {
-            return null;
-        }
-    }
-
     private void KillProcess()
     {
+        // Everything the task forked, wherever it moved in the process tree.
+        _sandbox?.Cgroup?.KillAll();
         // The program's process first, so that its launcher reaps it and exits by itself.
         if (ProcessId != _process.Id && !HasExited) SendSignal(ProcessId, SigKill);
         try
@@ -489,7 +572,8 @@ public sealed partial class WorkerProcess : IWorker
         if (!HasExited) Kill();
         await WaitForEndAsync().ConfigureAwait(false);
         _process.Dispose();
-        TryDeleteFolder(_workDir);
+        if (_sandbox is null) TryDeleteFolder(_workDir);
+        else _sandbox.Dispose();
     }
 
     // The pipe closed: the run is over and so is this worker. Explain why.
@@ -503,6 +587,8 @@ public sealed partial class WorkerProcess : IWorker
         bool stackOverflow, outOfMemory;
         lock (_stderr) (stackOverflow, outOfMemory) = (_stderr.SawStackOverflow, _stderr.SawOutOfMemory);
         if (_cancelled) return ExecutionResult.Failure(TaskErrorKind.Cancelled, "cancelled; the worker was killed");
+        if (_sandbox?.Cgroup is { WasOutOfMemory: true })
+            return ExecutionResult.Failure(TaskErrorKind.OutOfMemory, $"out of memory: the worker's memory limit of {Bytes.Format(_sandbox.MemoryLimitBytes)} was exceeded");
         if (stackOverflow) return ExecutionResult.Failure(TaskErrorKind.Crashed, $"stack overflow; {DescribeExit()}");
         if (outOfMemory)
             return ExecutionResult.Failure(TaskErrorKind.OutOfMemory, $"out of memory: the worker's heap limit of {Bytes.Format(_heapLimitBytes)} was exceeded");
@@ -566,8 +652,7 @@ public sealed partial class WorkerProcess : IWorker
         }
     }
 
-    [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
-    private static extern int SendSignal(int pid, int signal);
+    private static int SendSignal(int pid, int signal) => Native.Kill(pid, signal);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Worker {Pid} died while a request was sent: {Reason}")]
     private partial void LogProtocolFailure(int pid, string reason);
