@@ -9,8 +9,10 @@ using Microsoft.Extensions.Options;
 using Orleans.Configuration;
 using Orleans.Hosting;
 using Orleans.Dashboard;
+using P2PShare.Configuration;
 using P2PShare.Hosting;
 using P2PShare.Peer.Http;
+using P2PShare.Peers;
 
 namespace P2PShare.Peer;
 
@@ -103,7 +105,10 @@ internal static class PeerHost
             });
         }
 
-        builder.Configuration.AddConfiguration(configuration);
+        // The features bind their sections from the host's configuration. A copy rather than
+        // AddConfiguration: a chained configuration hides empty values, and some mean something
+        // (Compute:PythonPath= switches Python tasks off).
+        builder.Configuration.AddInMemoryCollection(configuration.AsEnumerable());
         builder.Logging.AddConfiguration(configuration.GetSection("Logging"));
         builder.Logging.AddSimpleConsole(o =>
         {
@@ -112,11 +117,6 @@ internal static class PeerHost
             o.UseUtcTimestamp = true;
         });
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(20));
-        builder.Services.Configure<MemoryOptions>(configuration.GetSection(MemoryOptions.Section));
-        builder.Services.Configure<DiskOptions>(configuration.GetSection(DiskOptions.Section));
-        builder.Services.Configure<TrackerOptions>(configuration.GetSection(TrackerOptions.Section));
-        builder.Services.Configure<ComputeOptions>(configuration.GetSection(ComputeOptions.Section));
-        builder.Services.Configure<LegacyOptions>(configuration.GetSection(LegacyOptions.Section));
 
         var dataDir = Path.GetFullPath(string.IsNullOrWhiteSpace(peer.DataDir) ? Path.Combine("data", peer.Name) : peer.DataDir);
         builder.UseOrleans(silo =>

@@ -2,7 +2,6 @@ using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using System.Text.Json;
 using Microsoft.Win32.SafeHandles;
-using P2PShare.Hosting;
 using P2PShare.Telemetry;
 
 namespace P2PShare.Files;

@@ -6,7 +6,6 @@ using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Text.Json;
-using P2PShare.Hosting;
 
 namespace P2PShare.Legacy;
 

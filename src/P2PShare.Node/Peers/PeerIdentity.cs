@@ -1,4 +1,4 @@
-using P2PShare.Hosting;
+using P2PShare.Legacy;
 
 namespace P2PShare.Peers;
 

@@ -1,6 +1,5 @@
 using P2PShare.Compute;
 using P2PShare.Files;
-using P2PShare.Hosting;
 using P2PShare.Memory;
 using P2PShare.Peers;
 

@@ -1,6 +1,5 @@
 using System.Net;
 using Microsoft.Extensions.DependencyInjection;
-using P2PShare.Hosting;
 using P2PShare.Legacy;
 using P2PShare.Tests.Support;
 

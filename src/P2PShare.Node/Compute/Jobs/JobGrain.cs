@@ -1,6 +1,5 @@
 using Orleans.Placement;
 using Orleans.Storage;
-using P2PShare.Hosting;
 using P2PShare.Peers;
 using P2PShare.Telemetry;
 using P2PShare.Tracker;

@@ -3,7 +3,6 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text;
 using P2PShare.Compute.Protocol;
-using P2PShare.Hosting;
 
 namespace P2PShare.Compute;
 

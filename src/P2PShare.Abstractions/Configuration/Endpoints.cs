@@ -2,7 +2,7 @@ using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using System.Net;
 
-namespace P2PShare.Hosting;
+namespace P2PShare.Configuration;
 
 /// <summary>Parses <c>host:port</c> as users type it.</summary>
 public static class Endpoints
@@ -27,20 +27,5 @@ public static class Endpoints
         var chosen = addresses.FirstOrDefault(a => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork)
                      ?? addresses.First();
         return new IPEndPoint(chosen, port);
-    }
-}
-
-/// <summary>Rules for peer names: they are silo names, DNS-ish labels and file-system safe.</summary>
-public static class PeerNames
-{
-    public static string? Problem(string name)
-    {
-        if (name.Length > 63) return "is longer than 63 characters";
-        foreach (var c in name)
-        {
-            if (!(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.'))
-                return "may only contain letters, digits, '-', '_' and '.'";
-        }
-        return null;
     }
 }
