@@ -5,17 +5,17 @@ using P2PShare.Configuration;
 using P2PShare.Hosting;
 using P2PShare.Peer;
 
-if (args.Contains("--help") || args.Contains("-h"))
+var commandLine = PeerCommandLine.Parse(args);
+if (PeerCommandLine.IsHelp(commandLine))
 {
-    Console.WriteLine(Usage.Text);
-    return 0;
+    return commandLine.Invoke();
 }
 
 IConfiguration configuration;
 PeerHostSettings settings;
 try
 {
-    configuration = PeerHost.LoadConfiguration(args);
+    configuration = PeerHost.LoadConfiguration(PeerCommandLine.Settings(commandLine));
     settings = PeerHostSettings.Read(configuration);
 }
 catch (Exception ex) when (ex is FormatException or InvalidOperationException)
