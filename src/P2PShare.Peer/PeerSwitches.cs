@@ -22,19 +22,19 @@ internal static class PeerSwitches
         new("--gateway-port", "Peer:GatewayPort", typeof(int), "N",
             "port clients (the CLI) connect to", Number(PeerOptions.DefaultGatewayPort)),
         new("--primary", "Peer:Primary", typeof(string), "HOST:PORT",
-            "local mode: silo endpoint of the primary peer; omit on the primary", "none, this peer is the primary"),
+            "local mode: silo endpoint (host:port) of the primary peer; omit on the primary", "none, this peer is the primary"),
         new("--clustering", "Clustering:Mode", typeof(string), "MODE",
             $"{ClusteringOptions.LocalMode}: one machine, localhost clustering, job records and reminders in memory; "
-            + $"{ClusteringOptions.PostgresMode}: membership, job records and reminders in PostgreSQL, peers on many machines",
+            + $"{ClusteringOptions.PostgresMode}: membership, job records and reminders in PostgreSQL, peers on many machines, no primary",
             ClusteringOptions.DefaultMode),
         new("--db", "Clustering:ConnectionString", typeof(string), "CONNSTR",
-            "postgres mode: Npgsql connection string of the cluster database, "
+            "postgres mode (required there): Npgsql connection string of the cluster database, "
             + "e.g. 'Host=10.0.0.5;Port=5432;Database=p2pshare;Username=p2pshare;Password=...'", "none"),
         new("--address", "Clustering:AdvertisedAddress", typeof(string), "IP",
             "postgres mode: the address other peers and clients dial; the peer listens on all addresses",
             "this host's first non-loopback IPv4"),
         new("--data-dir", "Peer:DataDir", typeof(string), "DIR",
-            "where the peer's files are kept", "data/NAME"),
+            "where the peer's files are kept (files/, tmp/, meta/)", "data/NAME"),
         new("--memory-quota", "Memory:QuotaBytes", typeof(long), "BYTES",
             "memory quota (keys + values)", Size(MemoryOptions.DefaultQuotaBytes)),
         new("--disk-quota", "Disk:QuotaBytes", typeof(long), "BYTES",
@@ -56,7 +56,7 @@ internal static class PeerSwitches
         new("--http-port", "Http:Port", typeof(int?), "N",
             "serve the status page, /api/status, /healthz, /readyz and /metrics on this port, e.g. 5000 (0: any free port)", "off"),
         new("--http-bind", "Http:BindAddress", typeof(string), "IP",
-            "address of the HTTP port; the page has no login", HttpOptions.DefaultBindAddress),
+            "address of the HTTP port; the page shows job ids, submitters and errors and has no login", HttpOptions.DefaultBindAddress),
         new("--dashboard", "Http:Dashboard", typeof(bool), null,
             "also serve the Orleans Dashboard at /dashboard/ (needs --http-port; turn it on for every peer or none)", "off"),
     ];
