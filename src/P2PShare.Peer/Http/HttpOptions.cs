@@ -35,6 +35,7 @@ public sealed class HttpOptions : IValidatableObject
     [Range(0, MaxRecentJobs, ErrorMessage = "Http:RecentJobs must be {1}..{2}")]
     public int RecentJobs { get; set; } = DefaultRecentJobs;
 
+    /// <summary>Whether the peer serves HTTP at all: a port is set.</summary>
     public bool Enabled => Port is not null;
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
