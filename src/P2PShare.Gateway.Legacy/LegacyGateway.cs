@@ -1,6 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
-using P2PShare.Hosting;
+using P2PShare.Compute;
 using P2PShare.Peers;
 using P2PShare.Tracker;
 

@@ -3,7 +3,6 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Unicode;
 using P2PShare.Compute;
-using P2PShare.Hosting;
 using P2PShare.Peers;
 using P2PShare.Tracker;
 

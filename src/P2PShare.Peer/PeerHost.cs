@@ -10,67 +10,33 @@ using Orleans.Configuration;
 using Orleans.Hosting;
 using Orleans.Dashboard;
 using P2PShare.Connecting;
+using P2PShare.Configuration;
 using P2PShare.Hosting;
 using P2PShare.Legacy;
 using P2PShare.Peer.Http;
+using P2PShare.Peers;
 
 namespace P2PShare.Peer;
 
 /// <summary>Builds the silo host of one peer from configuration.</summary>
 internal static class PeerHost
 {
-    /// <summary>Short command-line switches for the settings people change most.</summary>
-    public static readonly Dictionary<string, string> Switches = new(StringComparer.Ordinal)
-    {
-        ["--name"] = "Peer:Name",
-        ["--silo-port"] = "Peer:SiloPort",
-        ["--gateway-port"] = "Peer:GatewayPort",
-        ["--primary"] = "Peer:Primary",
-        ["--clustering"] = "Clustering:Mode",
-        ["--db"] = "Clustering:ConnectionString",
-        ["--address"] = "Clustering:AdvertisedAddress",
-        ["--data-dir"] = "Peer:DataDir",
-        ["--memory-quota"] = "Memory:QuotaBytes",
-        ["--disk-quota"] = "Disk:QuotaBytes",
-        ["--max-file-size"] = "Disk:MaxFileBytes",
-        ["--report-interval"] = "Tracker:ReportInterval",
-        ["--slots"] = "Compute:Slots",
-        ["--quantum"] = "Compute:Quantum",
-        ["--legacy-port"] = "Legacy:PeerPort",
-        ["--tracker-legacy-port"] = "Legacy:TrackerPort",
-        ["--legacy-bind"] = "Legacy:BindAddress",
-        ["--http-port"] = "Http:Port",
-        ["--http-bind"] = "Http:BindAddress",
-        ["--dashboard"] = "Http:Dashboard",
-    };
-
-    /// <summary>Switches that may stand alone (<c>--dashboard</c>) and then mean <c>true</c>.</summary>
-    public static readonly IReadOnlySet<string> Flags = new HashSet<string>(StringComparer.Ordinal) { "--dashboard" };
-
+    /// <summary>The peer's configuration from its command line (<see cref="PeerCommandLine"/>).</summary>
+    /// <exception cref="FormatException">The command line has a problem.</exception>
     public static IConfiguration LoadConfiguration(string[] args) =>
+        LoadConfiguration(PeerCommandLine.Settings(PeerCommandLine.Parse(args)));
+
+    /// <summary>
+    /// appsettings.json, then the environment (<c>P2PSHARE__SECTION__KEY</c>), then the settings of the
+    /// command line, each over the one before.
+    /// </summary>
+    public static IConfiguration LoadConfiguration(IReadOnlyDictionary<string, string?> commandLine) =>
         new ConfigurationBuilder()
             .SetBasePath(AppContext.BaseDirectory)
             .AddJsonFile("appsettings.json", optional: true)
-            .AddEnvironmentVariables("P2PSHARE__")
-            .AddCommandLine(ExpandFlags(args), Switches)
+            .AddEnvironmentVariables(PeerSwitch.EnvironmentPrefix)
+            .AddInMemoryCollection(commandLine)
             .Build();
-
-    /// <summary>
-    /// <c>--dashboard</c> alone becomes <c>--dashboard true</c>; the configuration's command-line
-    /// reader would otherwise take the next switch as its value.
-    /// </summary>
-    public static string[] ExpandFlags(string[] args)
-    {
-        var expanded = new List<string>(args.Length + 1);
-        for (var i = 0; i < args.Length; i++)
-        {
-            expanded.Add(args[i]);
-            var valueFollows = i + 1 < args.Length && !args[i + 1].StartsWith('-');
-            if (Flags.Contains(args[i]) && !valueFollows) expanded.Add("true");
-        }
-
-        return [.. expanded];
-    }
 
     public static ClusteringOptions ReadClustering(IConfiguration configuration) =>
         configuration.GetSection(ClusteringOptions.Section).Get<ClusteringOptions>() ?? new ClusteringOptions();
@@ -105,7 +71,10 @@ internal static class PeerHost
             });
         }
 
-        builder.Configuration.AddConfiguration(configuration);
+        // The features bind their sections from the host's configuration. A copy rather than
+        // AddConfiguration: a chained configuration hides empty values, and some mean something
+        // (Compute:PythonPath= switches Python tasks off).
+        builder.Configuration.AddInMemoryCollection(configuration.AsEnumerable());
         builder.Logging.AddConfiguration(configuration.GetSection("Logging"));
         builder.Logging.AddSimpleConsole(o =>
         {
@@ -114,10 +83,6 @@ internal static class PeerHost
             o.UseUtcTimestamp = true;
         });
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(20));
-        builder.Services.Configure<MemoryOptions>(configuration.GetSection(MemoryOptions.Section));
-        builder.Services.Configure<DiskOptions>(configuration.GetSection(DiskOptions.Section));
-        builder.Services.Configure<TrackerOptions>(configuration.GetSection(TrackerOptions.Section));
-        builder.Services.Configure<ComputeOptions>(configuration.GetSection(ComputeOptions.Section));
 
         var dataDir = Path.GetFullPath(string.IsNullOrWhiteSpace(peer.DataDir) ? Path.Combine("data", peer.Name) : peer.DataDir);
         builder.UseOrleans(silo =>

@@ -2,26 +2,22 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using P2PShare.Connecting;
+using P2PShare.Configuration;
 using P2PShare.Hosting;
 using P2PShare.Peer;
-using P2PShare.Peer.Http;
 
-if (args.Contains("--help") || args.Contains("-h"))
+var commandLine = PeerCommandLine.Parse(args);
+if (PeerCommandLine.IsHelp(commandLine))
 {
-    Console.WriteLine(Usage.Text);
-    return 0;
+    return commandLine.Invoke();
 }
 
 IConfiguration configuration;
-PeerOptions peer;
-ClusteringOptions clustering;
-HttpOptions http;
+PeerHostSettings settings;
 try
 {
-    configuration = PeerHost.LoadConfiguration(args);
-    peer = configuration.GetSection(PeerOptions.Section).Get<PeerOptions>() ?? new PeerOptions();
-    clustering = PeerHost.ReadClustering(configuration);
-    http = PeerHost.ReadHttp(configuration);
+    configuration = PeerHost.LoadConfiguration(PeerCommandLine.Settings(commandLine));
+    settings = PeerHostSettings.Read(configuration);
 }
 catch (Exception ex) when (ex is FormatException or InvalidOperationException)
 {
@@ -29,19 +25,14 @@ catch (Exception ex) when (ex is FormatException or InvalidOperationException)
     return 2;
 }
 
-var failures = new OptionsValidator().Validate(null, peer).Failures ?? [];
-failures = failures.Concat(new ClusteringOptionsValidator().Validate(null, clustering).Failures ?? []);
-failures = failures.Concat(HttpOptionsValidator.Validate(http, peer));
-if (clustering.IsPostgres && !string.IsNullOrWhiteSpace(peer.Primary))
-{
-    failures = failures.Append("Peer:Primary (--primary) only applies in local mode; in postgres mode peers find each other in the database");
-}
+var failures = new AnnotatedOptionsValidator<PeerHostSettings>().Validate(null, settings).Failures ?? [];
 if (failures.Any())
 {
     Console.Error.WriteLine($"p2pshare-peer: invalid configuration: {string.Join("; ", failures)}");
     return 2;
 }
 
+var (peer, clustering, http) = (settings.Peer, settings.Clustering, settings.Http);
 if (clustering.IsPostgres)
 {
     // Orleans would retry an unreachable database for minutes and then fail with a chain of

@@ -1,15 +1,24 @@
+using System.CommandLine;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using P2PShare.Benchmarks;
 using P2PShare.Cli;
 
 // p2pshare-bench: runs the benchmark scenarios against a running cluster and prints one JSON line each.
-var options = BenchOptions.Parse(args);
-if (options is null)
+var commandLine = new BenchCommandLine();
+var parse = commandLine.Parse(args);
+if (BenchCommandLine.IsHelp(parse))
 {
-    Console.Error.WriteLine(BenchOptions.Usage);
+    return parse.Invoke();
+}
+
+if (parse.Errors.Count > 0)
+{
+    Console.Error.WriteLine($"p2pshare-bench: {parse.Errors[0].Message} (see --help)");
     return 2;
 }
+
+var options = commandLine.Read(parse);
 
 ClusterConnection cluster;
 try

@@ -1,4 +1,3 @@
-using P2PShare.Hosting;
 using P2PShare.Telemetry;
 
 namespace P2PShare.Files;

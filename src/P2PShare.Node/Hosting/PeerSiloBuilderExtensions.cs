@@ -15,44 +15,20 @@ public static class PeerSiloBuilderExtensions
 {
     /// <summary>
     /// Everything a silo needs to act as a P2PShare peer: the resource services, peer placement and
-    /// the load reporter. Used by the peer host and by the cluster tests alike.
+    /// the load reporter. Used by the peer host and by the cluster tests alike. Each feature binds its
+    /// own configuration section and checks it at start.
     /// </summary>
     public static ISiloBuilder AddP2PSharePeer(this ISiloBuilder silo, string dataDirectory)
     {
         var services = silo.Services;
         services.TryAddSingleton(TimeProvider.System);
-        services.AddSingleton(new PeerDataDirectory(dataDirectory));
-        services.AddSingleton<IValidateOptions<PeerOptions>, OptionsValidator>();
-        services.AddSingleton<IValidateOptions<MemoryOptions>, OptionsValidator>();
-        services.AddSingleton<IValidateOptions<DiskOptions>, OptionsValidator>();
-        services.AddSingleton<IValidateOptions<TrackerOptions>, OptionsValidator>();
-        services.AddOptions<MemoryOptions>().ValidateOnStart();
-        services.AddOptions<DiskOptions>().ValidateOnStart();
-        services.AddOptions<TrackerOptions>().ValidateOnStart();
-        services.AddSingleton<IValidateOptions<ComputeOptions>, OptionsValidator>();
-        services.AddOptions<ComputeOptions>().ValidateOnStart();
-
-        services.AddSingleton<P2PShareMetrics>();
-        services.AddSingleton<PeerIdentity>();
-        services.AddSingleton<MemoryStore>();
-        services.AddSingleton<FileStore>();
-        services.AddSingleton<ProgramCompiler>();
-        services.AddSingleton<KernelSandbox>();
-        services.AddSingleton<IWorkerFactory, WorkerProcessFactory>();
-        services.AddSingleton<IWorkerFactory, PythonWorkerFactory>();
-        services.AddSingleton(sp => new ComputeScheduler(sp.GetServices<IWorkerFactory>(),
-            sp.GetRequiredService<IOptions<ComputeOptions>>(), sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<ComputeScheduler>>(),
-            sp.GetRequiredService<P2PShareMetrics>()));
-        services.AddSingleton<JobStore>();
-        services.AddSingleton<JobService>();
-        services.AddSingleton<PeerLiveness>();
-        services.AddSingleton<LoadReporter>();
-        services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, UniquePeerNameCheck>();
-        services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(sp => sp.GetRequiredService<LoadReporter>());
-        services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, UsageGauges>();
-        services.AddSingleton<PeerReadiness>();
-
-        silo.AddPlacementDirector<PeerPlacementStrategy, PeerPlacementDirector>();
+        services.AddP2PShareTelemetry();
+        services.AddP2PSharePeers();
+        services.AddP2PShareMemory();
+        services.AddP2PShareFiles(dataDirectory);
+        services.AddP2PShareCompute();
+        services.AddP2PShareTracker();
+        silo.AddP2PSharePlacement();
         return silo;
     }
 }

@@ -1,6 +1,5 @@
 using System.Collections.Immutable;
 using System.Text;
-using P2PShare.Hosting;
 
 namespace P2PShare.Memory;
 

@@ -1,7 +1,6 @@
 using System.Collections.Immutable;
 using P2PShare.Compute;
 using P2PShare.Files;
-using P2PShare.Hosting;
 using P2PShare.Memory;
 using P2PShare.Peers;
 

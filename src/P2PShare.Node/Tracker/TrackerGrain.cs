@@ -1,5 +1,4 @@
 using System.Collections.Immutable;
-using P2PShare.Hosting;
 
 namespace P2PShare.Tracker;
 

@@ -1,5 +1,5 @@
-using System.Net;
-using P2PShare.Hosting;
+using System.ComponentModel.DataAnnotations;
+using P2PShare.Configuration;
 
 namespace P2PShare.Peer.Http;
 
@@ -7,7 +7,7 @@ namespace P2PShare.Peer.Http;
 /// The peer's opt-in HTTP host: status page, <c>/api/status</c>, health probes, Prometheus metrics and,
 /// when asked, the Orleans Dashboard. Off unless a port is set. Section <c>Http</c>.
 /// </summary>
-public sealed class HttpOptions
+public sealed class HttpOptions : IValidatableObject
 {
     public const string Section = "Http";
     public const string DefaultBindAddress = "127.0.0.1";
@@ -15,12 +15,14 @@ public sealed class HttpOptions
     public const int MaxRecentJobs = 1000;
 
     /// <summary>Port of the HTTP host; null: no HTTP host. 0 asks the OS for a free port (tests use it).</summary>
+    [Port(AllowZero = true, ErrorMessage = "Http:Port (--http-port) must be 1..65535, not {0}")]
     public int? Port { get; set; }
 
     /// <summary>
     /// Address the HTTP host listens on. Loopback by default: the page shows job ids, submitters and
     /// errors, and nothing on it asks who is looking. Use <c>0.0.0.0</c> only behind a firewall or proxy.
     /// </summary>
+    [IpAddress(ErrorMessage = "Http:BindAddress (--http-bind) '{0}' is not an IP address")]
     public string BindAddress { get; set; } = DefaultBindAddress;
 
     /// <summary>
@@ -30,21 +32,15 @@ public sealed class HttpOptions
     public bool Dashboard { get; set; }
 
     /// <summary>How many recent job attempts the status page and <c>/api/status</c> list, cluster-wide.</summary>
+    [Range(0, MaxRecentJobs, ErrorMessage = "Http:RecentJobs must be {1}..{2}")]
     public int RecentJobs { get; set; } = DefaultRecentJobs;
 
+    /// <summary>Whether the peer serves HTTP at all: a port is set.</summary>
     public bool Enabled => Port is not null;
-}
 
-/// <summary>One-line problems with the HTTP settings, in the style of <see cref="OptionsValidator"/>.</summary>
-public static class HttpOptionsValidator
-{
-    public static IEnumerable<string> Validate(HttpOptions o, PeerOptions peer)
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
-        if (o.Port is < 0 or > 65535) yield return $"Http:Port (--http-port) must be 1..65535, not {o.Port}";
-        if (o.Port is > 0 && (o.Port == peer.SiloPort || o.Port == peer.GatewayPort))
-            yield return $"Http:Port {o.Port} is already the silo or gateway port";
-        if (!IPAddress.TryParse(o.BindAddress, out _)) yield return $"Http:BindAddress (--http-bind) '{o.BindAddress}' is not an IP address";
-        if (o.Dashboard && !o.Enabled) yield return "Http:Dashboard (--dashboard) needs Http:Port (--http-port)";
-        if (o.RecentJobs is < 0 or > HttpOptions.MaxRecentJobs) yield return $"Http:RecentJobs must be 0..{HttpOptions.MaxRecentJobs}";
+        if (Dashboard && !Enabled)
+            yield return new ValidationResult("Http:Dashboard (--dashboard) needs Http:Port (--http-port)");
     }
 }

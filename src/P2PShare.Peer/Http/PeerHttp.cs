@@ -6,7 +6,6 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using OpenTelemetry.Metrics;
 using Orleans.Dashboard;
-using P2PShare.Hosting;
 using P2PShare.Peers;
 using P2PShare.Status;
 using P2PShare.Telemetry;

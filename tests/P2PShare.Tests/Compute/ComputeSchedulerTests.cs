@@ -2,7 +2,6 @@ using System.Globalization;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using P2PShare.Compute;
-using P2PShare.Hosting;
 
 namespace P2PShare.Tests.Compute;
 

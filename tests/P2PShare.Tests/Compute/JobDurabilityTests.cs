@@ -1,6 +1,5 @@
 using Microsoft.Extensions.DependencyInjection;
 using P2PShare.Compute;
-using P2PShare.Hosting;
 using P2PShare.Peers;
 using P2PShare.Tests.Postgres;
 using P2PShare.Tests.Support;

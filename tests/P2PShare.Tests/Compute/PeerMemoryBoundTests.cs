@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using Microsoft.Extensions.DependencyInjection;
 using P2PShare.Compute;
-using P2PShare.Hosting;
 using P2PShare.Tests.Support;
 using Xunit.Abstractions;
 

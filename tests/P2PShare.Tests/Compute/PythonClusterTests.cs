@@ -2,7 +2,6 @@ using System.Diagnostics;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using P2PShare.Compute;
-using P2PShare.Hosting;
 using P2PShare.Tests.Support;
 
 namespace P2PShare.Tests.Compute;

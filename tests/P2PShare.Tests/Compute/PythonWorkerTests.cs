@@ -4,7 +4,6 @@ using System.Text;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using P2PShare.Compute;
-using P2PShare.Hosting;
 using P2PShare.Tests.Support;
 using Xunit.Abstractions;
 

@@ -3,7 +3,6 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using P2PShare.Compute;
 using P2PShare.Compute.Protocol;
-using P2PShare.Hosting;
 using P2PShare.Tests.Support;
 using Xunit.Abstractions;
 

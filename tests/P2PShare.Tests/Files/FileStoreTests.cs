@@ -3,7 +3,6 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
 using P2PShare.Files;
-using P2PShare.Hosting;
 using P2PShare.Tests.Support;
 
 namespace P2PShare.Tests.Files;

@@ -1,6 +1,9 @@
+using P2PShare.Configuration;
+using P2PShare.Connecting;
 using P2PShare.Hosting;
 using P2PShare.Peer;
 using P2PShare.Peer.Http;
+using P2PShare.Peers;
 
 namespace P2PShare.Tests.Http;
 
@@ -16,7 +19,7 @@ public sealed class HttpOptionsTests
         Assert.False(options.Enabled);
         Assert.Equal("127.0.0.1", options.BindAddress);
         Assert.False(options.Dashboard);
-        Assert.Empty(HttpOptionsValidator.Validate(options, Peer));
+        Assert.Empty(Problems(options));
     }
 
     [Theory]
@@ -29,7 +32,7 @@ public sealed class HttpOptionsTests
 
         Assert.Equal(5000, options.Port);
         Assert.True(options.Dashboard);
-        Assert.Empty(HttpOptionsValidator.Validate(options, Peer));
+        Assert.Empty(Problems(options));
     }
 
     [Theory]
@@ -41,6 +44,10 @@ public sealed class HttpOptionsTests
     {
         var options = new HttpOptions { Port = port is null ? null : int.Parse(port), BindAddress = bind, Dashboard = dashboard };
 
-        Assert.Equal([expected], HttpOptionsValidator.Validate(options, Peer));
+        Assert.Equal([expected], Problems(options));
     }
+
+    /// <summary>The HTTP settings' problems, checked as the peer host checks them: beside the peer's own ports.</summary>
+    private static IReadOnlyList<string> Problems(HttpOptions options) =>
+        AnnotatedOptionsValidator<PeerHostSettings>.Problems(new PeerHostSettings(Peer, new ClusteringOptions(), options));
 }

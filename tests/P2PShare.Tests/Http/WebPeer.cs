@@ -7,7 +7,6 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Orleans.Hosting;
 using P2PShare.Compute;
-using P2PShare.Hosting;
 using P2PShare.Peer;
 using P2PShare.Peers;
 using P2PShare.Tests.Postgres;

@@ -1,7 +1,6 @@
 using System.Text;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
-using P2PShare.Hosting;
 using P2PShare.Memory;
 
 namespace P2PShare.Tests.Memory;

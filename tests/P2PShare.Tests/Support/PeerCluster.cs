@@ -3,6 +3,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Orleans.Configuration;
 using Orleans.Hosting;
 using Orleans.TestingHost;
+using P2PShare.Files;
 using P2PShare.Hosting;
 using P2PShare.Peers;
 using P2PShare.Tracker;

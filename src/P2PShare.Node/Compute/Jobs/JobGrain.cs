@@ -1,5 +1,4 @@
 using Orleans.Placement;
-using P2PShare.Hosting;
 using P2PShare.Peers;
 using P2PShare.Telemetry;
 

@@ -1,7 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
-using P2PShare.Hosting;
 using P2PShare.Peers;
 
 namespace P2PShare.Compute;

@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using P2PShare.Hosting;
 using P2PShare.Telemetry;
 
 namespace P2PShare.Compute;

@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
-using P2PShare.Hosting;
 
 namespace P2PShare.Compute;
 

@@ -1,5 +1,4 @@
 using System.Globalization;
-using P2PShare.Hosting;
 
 namespace P2PShare.Compute;
 

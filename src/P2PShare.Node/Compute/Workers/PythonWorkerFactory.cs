@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using P2PShare.Hosting;
 
 namespace P2PShare.Compute;
 

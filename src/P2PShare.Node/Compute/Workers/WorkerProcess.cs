@@ -6,7 +6,6 @@ using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 using P2PShare.Compute.Protocol;
-using P2PShare.Hosting;
 
 namespace P2PShare.Compute;
 

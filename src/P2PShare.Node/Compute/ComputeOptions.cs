@@ -1,0 +1,161 @@
+using System.ComponentModel.DataAnnotations;
+using P2PShare.Configuration;
+
+namespace P2PShare.Compute;
+
+/// <summary>CPU sharing: slots, time slicing, sandbox limits. Section <c>Compute</c>.</summary>
+public sealed class ComputeOptions : IValidatableObject
+{
+    public const string Section = "Compute";
+    public const int MaxSlots = 1024;
+    public const int DefaultRecycleAfterPrograms = 100;
+    public const long DefaultWorkerHeapLimitBytes = 256 * Bytes.MiB;
+    public const int DefaultMaxResultBytes = 16 * 1024 * 1024;
+    public const int DefaultMaxOutputBytes = 64 * 1024;
+    public const int DefaultMaxRetries = 3;
+    public const string DefaultPythonPath = "python3";
+    public const int DefaultPythonWarmWorkers = 1;
+    public static readonly TimeSpan DefaultQuantum = TimeSpan.FromMilliseconds(100);
+    public static readonly TimeSpan DefaultTaskTimeout = TimeSpan.FromSeconds(60);
+    public static readonly TimeSpan DefaultMaxTimeout = TimeSpan.FromHours(1);
+    public static readonly TimeSpan DefaultJobRetention = TimeSpan.FromHours(24);
+
+    /// <summary>Tasks that run at once. Default: the processor count.</summary>
+    [Range(1, MaxSlots, ErrorMessage = "Compute:Slots must be 1..1024")]
+    public int Slots { get; set; } = Environment.ProcessorCount;
+
+    /// <summary>Time slice: when more tasks are runnable than slots, a running task is paused after this.</summary>
+    [TimeSpanAtLeast("00:00:00.010", ErrorMessage = "Compute:Quantum must be at least 10 ms")]
+    public TimeSpan Quantum { get; set; } = DefaultQuantum;
+
+    /// <summary>
+    /// Most worker processes alive at once (running or paused); tasks beyond wait unstarted.
+    /// Default: four per processor, at least 4. At least <see cref="Slots"/>.
+    /// </summary>
+    public int MaxLiveWorkers { get; set; } = Math.Max(4, Environment.ProcessorCount * 4);
+
+    /// <summary>Idle workers kept warm. Default: the processor count. At most <see cref="MaxLiveWorkers"/>.</summary>
+    public int WarmWorkers { get; set; } = Environment.ProcessorCount;
+
+    /// <summary>A worker is replaced after loading this many distinct programs, bounding its memory.</summary>
+    [Range(1, int.MaxValue, ErrorMessage = "Compute:RecycleAfterPrograms must be at least 1")]
+    public int RecycleAfterPrograms { get; set; } = DefaultRecycleAfterPrograms;
+
+    /// <summary>Timeout of a task that asks for none. Positive, at most <see cref="MaxTimeout"/>.</summary>
+    public TimeSpan DefaultTimeout { get; set; } = DefaultTaskTimeout;
+
+    /// <summary>Largest timeout a task may ask for.</summary>
+    public TimeSpan MaxTimeout { get; set; } = DefaultMaxTimeout;
+
+    /// <summary>Heap cap of each worker (DOTNET_GCHeapHardLimit).</summary>
+    [Range(16 * Bytes.MiB, long.MaxValue, ErrorMessage = "Compute:WorkerHeapLimitBytes must be at least 16 MiB")]
+    public long WorkerHeapLimitBytes { get; set; } = DefaultWorkerHeapLimitBytes;
+
+    /// <summary>Largest result (JSON bytes) a task may return.</summary>
+    [Range(1024, int.MaxValue, ErrorMessage = "Compute:MaxResultBytes must be at least 1024")]
+    public int MaxResultBytes { get; set; } = DefaultMaxResultBytes;
+
+    /// <summary>Console output kept per task; the rest is cut.</summary>
+    [Range(0, int.MaxValue, ErrorMessage = "Compute:MaxOutputBytes cannot be negative")]
+    public int MaxOutputBytes { get; set; } = DefaultMaxOutputBytes;
+
+    /// <summary>How long finished job records are kept.</summary>
+    [Positive(ErrorMessage = "Compute:JobRetention must be positive")]
+    public TimeSpan JobRetention { get; set; } = DefaultJobRetention;
+
+    /// <summary>Largest number of re-runs a task may ask for.</summary>
+    public const int MaxRetriesLimit = 10;
+
+    /// <summary>
+    /// Default number of times a non-confidential task is re-run on another peer when the peer
+    /// running it dies or is cut off (3, as Ray does). Tasks submitted on this peer use it unless they
+    /// set their own.
+    /// </summary>
+    [Range(0, MaxRetriesLimit, ErrorMessage = "Compute:MaxRetries must be {1}..{2}")]
+    public int MaxRetries { get; set; } = DefaultMaxRetries;
+
+    /// <summary>Path of p2pshare-worker.dll; default: next to the peer's own assemblies.</summary>
+    [ExistingFile(ErrorMessage = "Compute:WorkerPath '{0}' does not exist")]
+    public string? WorkerPath { get; set; }
+
+    /// <summary>The Python interpreter for Python tasks; empty switches Python tasks off. Found on PATH by default.</summary>
+    public string PythonPath { get; set; } = DefaultPythonPath;
+
+    /// <summary>
+    /// Idle Python workers kept started (they start in ~50 ms, so fewer than for C#). At most
+    /// <see cref="MaxLiveWorkers"/>.
+    /// </summary>
+    public int PythonWarmWorkers { get; set; } = DefaultPythonWarmWorkers;
+
+    /// <summary>
+    /// Run each Python worker in empty network and PID namespaces when the machine allows them. Only
+    /// with <see cref="Isolation"/> <c>none</c>: the kernel sandbox has namespaces of its own.
+    /// </summary>
+    public bool PythonNamespaces { get; set; } = true;
+
+    public const WorkerIsolation DefaultIsolation = WorkerIsolation.Kernel;
+    public const string DefaultBubblewrapPath = "bwrap";
+    public const int DefaultSandboxUidBase = 61000;
+    public const int DefaultSandboxUidCount = 1000;
+    public const long DefaultWorkerTmpBytes = 64 * Bytes.MiB;
+    public const long DefaultWorkerNativeBytes = 256 * Bytes.MiB;
+    public const int DefaultWorkerMaxProcesses = 256;
+    public const int DefaultWorkerMaxOpenFiles = 1024;
+
+    /// <summary>
+    /// How workers are walled off: <c>kernel</c> (bubblewrap namespaces, an unprivileged uid, seccomp,
+    /// cgroup or rlimit caps; a peer that cannot build that wall runs no tasks) or <c>none</c> (workers
+    /// run as the peer's own user, guarded only by the language checks; printed as a warning at start
+    /// and shown as "unsandboxed").
+    /// </summary>
+    [EnumDataType(typeof(WorkerIsolation), ErrorMessage = "Compute:Isolation must be kernel or none")]
+    public WorkerIsolation Isolation { get; set; } = DefaultIsolation;
+
+    /// <summary>The bubblewrap executable (Debian package <c>bubblewrap</c>), a name on PATH or a full path.</summary>
+    [Required(AllowEmptyStrings = false, ErrorMessage = "Compute:BubblewrapPath must name the bwrap executable")]
+    public string BubblewrapPath { get; set; } = DefaultBubblewrapPath;
+
+    /// <summary>
+    /// First of the numeric uids (and gids) sandboxed workers run as when the peer runs as root, one
+    /// per live worker; they need no /etc/passwd entry but must belong to no one else.
+    /// </summary>
+    public int SandboxUidBase { get; set; } = DefaultSandboxUidBase;
+
+    /// <summary>How many uids from <see cref="SandboxUidBase"/> workers may use; shared by all peers of the machine.</summary>
+    public int SandboxUidCount { get; set; } = DefaultSandboxUidCount;
+
+    /// <summary>Size cap of a sandboxed worker's private tmpfs (its working folder and /tmp); also its largest file.</summary>
+    [Range(Bytes.MiB, long.MaxValue, ErrorMessage = "Compute:WorkerTmpBytes must be at least 1 MiB")]
+    public long WorkerTmpBytes { get; set; } = DefaultWorkerTmpBytes;
+
+    /// <summary>
+    /// Memory a worker may use beyond its heap limit (the runtime, native allocations, thread stacks);
+    /// its cgroup's memory limit is heap + this + twice the tmpfs cap (/tmp and /dev/shm).
+    /// </summary>
+    [Range(64 * Bytes.MiB, long.MaxValue, ErrorMessage = "Compute:WorkerNativeBytes must be at least 64 MiB")]
+    public long WorkerNativeBytes { get; set; } = DefaultWorkerNativeBytes;
+
+    /// <summary>Processes and threads a sandboxed worker may have (cgroup pids.max and RLIMIT_NPROC).</summary>
+    [Range(32, int.MaxValue, ErrorMessage = "Compute:WorkerMaxProcesses must be at least 32 (the runtimes start threads)")]
+    public int WorkerMaxProcesses { get; set; } = DefaultWorkerMaxProcesses;
+
+    /// <summary>Open files a sandboxed worker may hold (RLIMIT_NOFILE).</summary>
+    [Range(64, int.MaxValue, ErrorMessage = "Compute:WorkerMaxOpenFiles must be at least 64")]
+    public int WorkerMaxOpenFiles { get; set; } = DefaultWorkerMaxOpenFiles;
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (MaxLiveWorkers < Slots)
+            yield return new ValidationResult("Compute:MaxLiveWorkers must be at least Compute:Slots");
+        if (WarmWorkers < 0 || WarmWorkers > MaxLiveWorkers)
+            yield return new ValidationResult("Compute:WarmWorkers must be 0..Compute:MaxLiveWorkers");
+        if (DefaultTimeout <= TimeSpan.Zero || DefaultTimeout > MaxTimeout)
+            yield return new ValidationResult("Compute:DefaultTimeout must be positive and at most Compute:MaxTimeout");
+        if (PythonWarmWorkers < 0 || PythonWarmWorkers > MaxLiveWorkers)
+            yield return new ValidationResult("Compute:PythonWarmWorkers must be 0..Compute:MaxLiveWorkers");
+        if (SandboxUidBase < 1000 || (long)SandboxUidBase + SandboxUidCount > 65534)
+            yield return new ValidationResult("Compute:SandboxUidBase must be at least 1000 and the range end below 65534");
+        if (SandboxUidCount < MaxLiveWorkers)
+            yield return new ValidationResult("Compute:SandboxUidCount must be at least Compute:MaxLiveWorkers");
+    }
+}

@@ -1,0 +1,147 @@
+using System.CommandLine;
+using System.CommandLine.Help;
+using System.Globalization;
+using P2PShare.Cli;
+
+namespace P2PShare.Benchmarks;
+
+/// <summary>
+/// The command line of p2pshare-bench, with System.CommandLine as in the CLI and the peer. Built per
+/// process: the option objects are read back after parsing.
+/// </summary>
+internal sealed class BenchCommandLine
+{
+    private readonly Option<string[]> _gateway = new("--gateway")
+    {
+        Description = "a cluster gateway (repeatable; default 127.0.0.1:30000, :30001 and :30002)",
+        HelpName = "HOST:PORT",
+    };
+
+    private readonly Option<bool> _quick = new("--quick")
+    {
+        Description = "small sizes for a smoke run (the --quick defaults below)",
+    };
+
+    private readonly Option<string> _scenarios = new("--scenarios")
+    {
+        Description = $"scenarios to run, comma-separated (default all: {string.Join(',', BenchOptions.All)})",
+        HelpName = "LIST",
+    };
+
+    private readonly Option<int?> _tasks = new("--tasks")
+    {
+        Description = $"tasks of the tasks scenario (default {BenchOptions.DefaultTasks}; --quick: {BenchOptions.QuickTasks})",
+        HelpName = "N",
+    };
+
+    private readonly Option<int?> _submitters = new("--submitters")
+    {
+        Description = $"concurrent submitters (default {BenchOptions.DefaultSubmitters}; --quick: {BenchOptions.QuickSubmitters})",
+        HelpName = "N",
+    };
+
+    private readonly Option<double?> _memSeconds = new("--mem-seconds")
+    {
+        Description = string.Create(CultureInfo.InvariantCulture,
+            $"seconds of each mem run (default {BenchOptions.DefaultMemSeconds}; --quick: {BenchOptions.QuickMemSeconds})"),
+        HelpName = "S",
+    };
+
+    private readonly Option<int?> _fileMiB = new("--file-mib")
+    {
+        Description = $"size of the file scenario's file in MiB (default {BenchOptions.DefaultFileMiB}; --quick: {BenchOptions.QuickFileMiB})",
+        HelpName = "N",
+    };
+
+    private readonly Option<string> _timeSlicing = new("--time-slicing")
+    {
+        Description = $"whether the cluster runs with time slicing, for the fairness line (default {BenchOptions.DefaultTimeSlicing})",
+        HelpName = "on|off",
+    };
+
+    private readonly Option<int?> _redisPort = new("--redis-port")
+    {
+        Description = "also run redis-benchmark against the redis-server on this port for mem (default: no comparison)",
+        HelpName = "P",
+    };
+
+    private readonly Option<string> _cli = new("--cli")
+    {
+        Description = "the p2pshare command for the file scenario (default deploy/local/p2pshare)",
+        HelpName = "PATH",
+    };
+
+    private readonly Option<string> _pidDir = new("--pid-dir")
+    {
+        Description = "the cluster's run/ folder, for the peers' peak resident memory (default: not measured)",
+        HelpName = "DIR",
+    };
+
+    private readonly Option<string> _legacy = new("--legacy")
+    {
+        Description = "a seed-protocol peer port for the legacy scenario: Python CPU_TASKs and SET/GET_MEM, one connection "
+            + "per request like the original client; also works against the original system (default: the first peer's seed-protocol port)",
+        HelpName = "HOST:PORT",
+    };
+
+    public BenchCommandLine()
+    {
+        Root = new RootCommand(
+            "p2pshare-bench: runs the benchmark scenarios against a running cluster and prints one JSON line per scenario "
+            + "(and per variant: tasks with and without --confidential, mem at concurrency 8 and 50).")
+        {
+            _gateway, _quick, _scenarios, _tasks, _submitters, _memSeconds, _fileMiB, _timeSlicing, _redisPort, _cli, _pidDir, _legacy,
+        };
+        Root.Options.Remove(Root.Options.OfType<VersionOption>().Single());
+        _gateway.Validators.Add(result =>
+        {
+            foreach (var token in result.Tokens)
+            {
+                try
+                {
+                    Gateways.Parse(token.Value);
+                }
+                catch (UsageException e)
+                {
+                    result.AddError(e.Message);
+                }
+            }
+        });
+        _scenarios.Validators.Add(result =>
+        {
+            if (result.Tokens.Count == 1 && Scenarios(result.Tokens[0].Value).Except(BenchOptions.All).FirstOrDefault() is { } unknown)
+                result.AddError($"unknown scenario {unknown}");
+        });
+    }
+
+    public RootCommand Root { get; }
+
+    public ParseResult Parse(IReadOnlyList<string> args) => Root.Parse(args);
+
+    public static bool IsHelp(ParseResult parse) => parse.Action is HelpAction;
+
+    /// <summary>What the command line asks for; explicit sizes win over --quick's.</summary>
+    public BenchOptions Read(ParseResult parse)
+    {
+        var quick = parse.GetValue(_quick);
+        var gateways = (parse.GetValue(_gateway) ?? []).Select(Gateways.Parse).ToList();
+        return new BenchOptions
+        {
+            Gateways = gateways.Count > 0 ? gateways : [.. BenchOptions.DefaultGateways],
+            Scenarios = parse.GetValue(_scenarios) is { } list ? Scenarios(list) : [.. BenchOptions.All],
+            Quick = quick,
+            Tasks = parse.GetValue(_tasks) ?? (quick ? BenchOptions.QuickTasks : BenchOptions.DefaultTasks),
+            Submitters = parse.GetValue(_submitters) ?? (quick ? BenchOptions.QuickSubmitters : BenchOptions.DefaultSubmitters),
+            MemSeconds = parse.GetValue(_memSeconds) ?? (quick ? BenchOptions.QuickMemSeconds : BenchOptions.DefaultMemSeconds),
+            FileMiB = parse.GetValue(_fileMiB) ?? (quick ? BenchOptions.QuickFileMiB : BenchOptions.DefaultFileMiB),
+            TimeSlicing = parse.GetValue(_timeSlicing) ?? BenchOptions.DefaultTimeSlicing,
+            RedisPort = parse.GetValue(_redisPort),
+            Cli = parse.GetValue(_cli),
+            PidDir = parse.GetValue(_pidDir),
+            Legacy = parse.GetValue(_legacy),
+        };
+    }
+
+    private static List<string> Scenarios(string list) =>
+        [.. list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)];
+}
