@@ -1,3 +1,4 @@
+using System.ComponentModel.DataAnnotations;
 using System.Net;
 
 namespace P2PShare.Connecting;
@@ -6,7 +7,7 @@ namespace P2PShare.Connecting;
 /// How peers find each other and where cluster state lives. Section <c>Clustering</c>; the CLI
 /// reads the same keys (<c>P2PSHARE__CLUSTERING__MODE</c>, <c>P2PSHARE__CLUSTERING__CONNECTIONSTRING</c>).
 /// </summary>
-public sealed class ClusteringOptions
+public sealed class ClusteringOptions : IValidatableObject
 {
     public const string Section = "Clustering";
 
@@ -50,4 +51,60 @@ public sealed class ClusteringOptions
         HostAddresses.TryParse(AdvertisedAddress, out var ip)
             ? ip
             : HostAddresses.FirstNonLoopbackIPv4() ?? IPAddress.Loopback;
+
+    /// <summary>
+    /// The rules of this section; they depend on the mode, so they are written out here rather than
+    /// as attributes on single settings (checked by <c>AnnotatedOptionsValidator</c> like every section).
+    /// </summary>
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        var mode = Mode?.Trim() ?? "";
+        var known = string.Equals(mode, LocalMode, StringComparison.OrdinalIgnoreCase)
+                    || string.Equals(mode, PostgresMode, StringComparison.OrdinalIgnoreCase);
+        if (!known)
+        {
+            yield return new ValidationResult($"Clustering:Mode '{Mode}' is not one of: {LocalMode}, {PostgresMode}");
+        }
+
+        if (IsPostgres)
+        {
+            if (string.IsNullOrWhiteSpace(ConnectionString))
+            {
+                yield return new ValidationResult("Clustering:ConnectionString is required in postgres mode (--db CONNSTR)");
+            }
+            else if (ConnectionStringProblem(ConnectionString) is { } problem)
+            {
+                yield return new ValidationResult($"Clustering:ConnectionString is not a valid connection string: {problem}");
+            }
+        }
+
+        if (!string.IsNullOrWhiteSpace(AdvertisedAddress))
+        {
+            if (!HostAddresses.TryParse(AdvertisedAddress, out var ip))
+            {
+                yield return new ValidationResult($"Clustering:AdvertisedAddress '{AdvertisedAddress}' is not an IP address");
+            }
+            else if (ip.Equals(IPAddress.Any) || ip.Equals(IPAddress.IPv6Any))
+            {
+                yield return new ValidationResult($"Clustering:AdvertisedAddress '{AdvertisedAddress}' must be an address other peers can dial, not a wildcard");
+            }
+            else if (known && !IsPostgres)
+            {
+                yield return new ValidationResult("Clustering:AdvertisedAddress (--address) only applies in postgres mode; local mode is loopback only");
+            }
+        }
+    }
+
+    private static string? ConnectionStringProblem(string connectionString)
+    {
+        try
+        {
+            _ = new Npgsql.NpgsqlConnectionStringBuilder(connectionString);
+            return null;
+        }
+        catch (ArgumentException ex)
+        {
+            return ex.Message.ReplaceLineEndings(" ");
+        }
+    }
 }

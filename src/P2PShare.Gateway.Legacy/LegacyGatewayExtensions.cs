@@ -1,3 +1,4 @@
+using P2PShare.Configuration;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Orleans.Hosting;
@@ -34,8 +35,7 @@ public static class LegacyGatewayExtensions
     /// <inheritdoc cref="AddP2PShareLegacyGateway(ISiloBuilder)"/>
     public static IServiceCollection AddP2PShareLegacyGateway(this IServiceCollection services)
     {
-        services.AddOptions<LegacyOptions>().BindConfiguration(LegacyOptions.Section).ValidateOnStart();
-        services.AddSingleton<IValidateOptions<LegacyOptions>, LegacyOptionsValidator>();
+        services.AddOptions<LegacyOptions>().BindConfiguration(LegacyOptions.Section).ValidateAnnotated().ValidateOnStart();
         services.AddSingleton<SeedProtocolEndpoint>();
         services.AddSingleton<IPeerEndpointSource>(sp => sp.GetRequiredService<SeedProtocolEndpoint>());
         services.AddSingleton<LegacyGateway>();

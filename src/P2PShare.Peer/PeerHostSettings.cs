@@ -29,7 +29,7 @@ internal sealed class PeerHostSettings(PeerOptions peer, ClusteringOptions clust
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         var problems = AnnotatedOptionsValidator<PeerOptions>.Problems(Peer)
-            .Concat(new ClusteringOptionsValidator().Validate(null, Clustering).Failures ?? [])
+            .Concat(AnnotatedOptionsValidator<ClusteringOptions>.Problems(Clustering))
             .Concat(AnnotatedOptionsValidator<HttpOptions>.Problems(Http));
         foreach (var problem in problems)
             yield return new ValidationResult(problem);

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Options;
 using Orleans.Configuration;
 using Orleans.Hosting;
 using Orleans.Storage;
+using P2PShare.Configuration;
 using P2PShare.Compute;
 using P2PShare.Connecting;
 using P2PShare.Hosting;
@@ -27,7 +28,7 @@ public sealed class ClusteringOptionsTests
     [InlineData("local", null, "10.0.0.7", "only applies in postgres mode")]
     public void Clustering_settings_are_checked_with_a_message_naming_the_setting(string mode, string? db, string? address, string? problem)
     {
-        var result = new ClusteringOptionsValidator().Validate(null,
+        var result = new AnnotatedOptionsValidator<ClusteringOptions>().Validate(null,
             new ClusteringOptions { Mode = mode, ConnectionString = db, AdvertisedAddress = address });
 
         if (problem is null)

@@ -3,7 +3,9 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using P2PShare.Compute;
 using P2PShare.Configuration;
+using P2PShare.Connecting;
 using P2PShare.Files;
+using P2PShare.Legacy;
 using P2PShare.Memory;
 using P2PShare.Peers;
 using P2PShare.Tracker;
@@ -50,6 +52,27 @@ public sealed class OptionsValidationTests
     [InlineData("Peer:GatewayPort=70000", "Peer:GatewayPort must be 1..65535, not 70000")]
     [InlineData("Peer:SiloPort=30000", "Peer:SiloPort and Peer:GatewayPort must differ")]
     [InlineData("Peer:Primary=peer-1", "Peer:Primary 'peer-1' is not host:port")]
+    [InlineData("Compute:Isolation=7", "Compute:Isolation must be kernel or none")]
+    [InlineData("Compute:BubblewrapPath=", "Compute:BubblewrapPath must name the bwrap executable")]
+    [InlineData("Compute:SandboxUidBase=999", "Compute:SandboxUidBase must be at least 1000 and the range end below 65534")]
+    [InlineData("Compute:SandboxUidCount=2;Compute:MaxLiveWorkers=3;Compute:Slots=1;Compute:WarmWorkers=1;Compute:PythonWarmWorkers=1",
+        "Compute:SandboxUidCount must be at least Compute:MaxLiveWorkers")]
+    [InlineData("Compute:WorkerTmpBytes=1000", "Compute:WorkerTmpBytes must be at least 1 MiB")]
+    [InlineData("Compute:WorkerNativeBytes=1000", "Compute:WorkerNativeBytes must be at least 64 MiB")]
+    [InlineData("Compute:WorkerMaxProcesses=31", "Compute:WorkerMaxProcesses must be at least 32 (the runtimes start threads)")]
+    [InlineData("Compute:WorkerMaxOpenFiles=63", "Compute:WorkerMaxOpenFiles must be at least 64")]
+    [InlineData("Legacy:PeerPort=70000", "Legacy:PeerPort (--legacy-port) must be 1..65535, not 70000")]
+    [InlineData("Legacy:TrackerPort=-1", "Legacy:TrackerPort (--tracker-legacy-port) must be 1..65535, not -1")]
+    [InlineData("Legacy:PeerPort=9000;Legacy:TrackerPort=9000", "Legacy:PeerPort and Legacy:TrackerPort must differ")]
+    [InlineData("Legacy:BindAddress=everywhere", "Legacy:BindAddress 'everywhere' is not an IP address")]
+    [InlineData("Legacy:MaxFrameBytes=1023;Legacy:MaxFileBytes=0", "Legacy:MaxFrameBytes must be at least 1024")]
+    [InlineData("Legacy:MaxBufferedBytes=1024", "Legacy:MaxBufferedBytes must be at least Legacy:MaxFrameBytes")]
+    [InlineData("Legacy:MaxFileBytes=146800641", "Legacy:MaxFileBytes must fit a message in base64: at most 3/4 of Legacy:MaxFrameBytes")]
+    [InlineData("Legacy:MaxConnections=0", "Legacy:MaxConnections must be at least 1")]
+    [InlineData("Legacy:StallTimeout=00:00:00", "Legacy:IdleTimeout and Legacy:StallTimeout must be positive")]
+    [InlineData("Legacy:DefaultLanguage=cobol", "Legacy:DefaultLanguage 'cobol' is not a known task language")]
+    [InlineData("Legacy:ExternalPeerTimeout=00:00:00", "Legacy:ExternalPeerTimeout must be positive")]
+    [InlineData("Clustering:Mode=cloud", "Clustering:Mode 'cloud' is not one of: local, postgres")]
     public void A_bad_setting_is_named_in_todays_words(string settings, string expected)
     {
         Assert.Equal([expected], Problems(settings));
@@ -72,6 +95,8 @@ public sealed class OptionsValidationTests
     [InlineData("Tracker")]
     [InlineData("Compute")]
     [InlineData("Peer")]
+    [InlineData("Legacy")]
+    [InlineData("Clustering")]
     public void The_defaults_are_valid(string section)
     {
         Assert.Empty(Problems($"{section}:Unused=1"));
@@ -110,6 +135,8 @@ public sealed class OptionsValidationTests
             TrackerOptions.Section => Check<TrackerOptions>(configuration, TrackerOptions.Section),
             ComputeOptions.Section => Check<ComputeOptions>(configuration, ComputeOptions.Section),
             PeerOptions.Section => Check<PeerOptions>(configuration, PeerOptions.Section),
+            LegacyOptions.Section => Check<LegacyOptions>(configuration, LegacyOptions.Section),
+            ClusteringOptions.Section => Check<ClusteringOptions>(configuration, ClusteringOptions.Section),
             var other => throw new ArgumentException($"no options for section {other}", nameof(settings)),
         };
     }
