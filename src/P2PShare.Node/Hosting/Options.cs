@@ -128,6 +128,8 @@ public sealed class OptionsValidator :
         if (o.MaxResultBytes < 1024) errors.Add("Compute:MaxResultBytes must be at least 1024");
         if (o.MaxOutputBytes < 0) errors.Add("Compute:MaxOutputBytes cannot be negative");
         if (o.JobRetention <= TimeSpan.Zero) errors.Add("Compute:JobRetention must be positive");
+        if (o.MaxRetainedResultBytes < o.MaxResultBytes)
+            errors.Add("Compute:MaxRetainedResultBytes must be at least Compute:MaxResultBytes (one result must fit)");
         if (o.MaxRetries is < 0 or > ComputeOptions.MaxRetriesLimit) errors.Add($"Compute:MaxRetries must be 0..{ComputeOptions.MaxRetriesLimit}");
         if (o.WorkerPath is { Length: > 0 } path && !File.Exists(path)) errors.Add($"Compute:WorkerPath '{path}' does not exist");
         if (o.PythonWarmWorkers < 0 || o.PythonWarmWorkers > o.MaxLiveWorkers) errors.Add("Compute:PythonWarmWorkers must be 0..Compute:MaxLiveWorkers");
@@ -225,8 +227,17 @@ public sealed class ComputeOptions
     /// <summary>Console output kept per task; the rest is cut.</summary>
     public int MaxOutputBytes { get; set; } = 64 * 1024;
 
-    /// <summary>How long finished job records are kept.</summary>
+    /// <summary>How long finished job records are kept, read or not; a sweep drops them after.</summary>
     public TimeSpan JobRetention { get; set; } = TimeSpan.FromHours(24);
+
+    public const long DefaultMaxRetainedResultBytes = 256 * Bytes.MiB;
+
+    /// <summary>
+    /// Result, output and error bytes of finished jobs a peer keeps, over the jobs it supervises and
+    /// over the attempts it ran (each counted on its own). Over it, the oldest finished records are
+    /// dropped first and <c>job get</c> says they expired. Default 256 MiB.
+    /// </summary>
+    public long MaxRetainedResultBytes { get; set; } = DefaultMaxRetainedResultBytes;
 
     /// <summary>Largest number of re-runs a task may ask for.</summary>
     public const int MaxRetriesLimit = 10;

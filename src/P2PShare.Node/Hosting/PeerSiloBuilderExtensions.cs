@@ -46,6 +46,7 @@ public static class PeerSiloBuilderExtensions
             sp.GetRequiredService<IOptions<ComputeOptions>>(), sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<ComputeScheduler>>(),
             sp.GetRequiredService<P2PShareMetrics>()));
         services.AddSingleton<JobStore>();
+        services.AddSingleton<RetainedJobs>();
         services.AddSingleton<JobService>();
         services.AddSingleton<PeerLiveness>();
         services.AddSingleton<LoadReporter>();
