@@ -1,3 +1,4 @@
+using System.Text;
 using System.Diagnostics;
 using Microsoft.Extensions.Logging.Abstractions;
 using P2PShare.Compute;
@@ -220,6 +221,36 @@ public sealed class ProgramCompilerTests
     {
         var compiled = _compiler.Compile(program, null);
         Assert.NotEmpty(compiled.Assembly);
+    }
+
+    /// <summary>
+    /// Nested lambdas handed to overloaded methods: Roslyn binds each lambda once per candidate
+    /// delegate type, and each binding binds the lambdas inside it again, so the work grows as
+    /// overloads^depth while the text stays a few hundred characters.
+    /// </summary>
+    internal static string CompileBomb(int depth)
+    {
+        var body = new StringBuilder("0");
+        for (var i = depth - 1; i >= 0; i--) body.Insert(0, $"M(x{i} => ").Append(')');
+        return $"int M(Func<int, int> f) => 0; int M(Func<long, int> f) => 0; int M(Func<short, int> f) => 0;\nint main() => {body};";
+    }
+
+    [Fact]
+    public void A_program_text_that_keeps_Roslyn_busy_ends_CompileError_at_the_time_limit()
+    {
+        using var compiler = new ProgramCompiler(NullLogger<ProgramCompiler>.Instance, 10, long.MaxValue, TimeSpan.FromSeconds(2));
+        var watch = Stopwatch.StartNew();
+        var ex = Assert.Throws<TaskRejectedException>(() => compiler.Compile(CompileBomb(10), null)); // ~5 s here
+        watch.Stop();
+        Assert.Equal(TaskErrorKind.CompileError, ex.TaskError);
+        Assert.Equal("CompileError: compilation took longer than 2 s", ex.Message);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(4), $"the compile was stopped after {watch.Elapsed.TotalSeconds:0.0} s");
+        // The refusal is cached: the same text does not take Roslyn's time again.
+        var runs = compiler.CompilationsRun;
+        Assert.Throws<TaskRejectedException>(() => compiler.Compile(CompileBomb(10), null));
+        Assert.Equal(runs, compiler.CompilationsRun);
+        // The next program compiles once Roslyn has let go of the thread.
+        Assert.Equal("main", compiler.Compile("int main() => 1;", null).Function);
     }
 
     [Fact]
