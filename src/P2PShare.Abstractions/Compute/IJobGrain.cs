@@ -28,6 +28,14 @@ public interface IJobGrain : IGrainWithStringKey
     /// <exception cref="NotFoundException">No job has this id.</exception>
     [Alias("Cancel")]
     Task<JobInfo> CancelAsync();
+
+    /// <summary>
+    /// Called by the supervising peer's sweep: drops a finished job's result (its record then reads as
+    /// expired), or, once it has read as expired for a retention period too, the record itself. A job
+    /// that has not finished is left alone.
+    /// </summary>
+    [Alias("Expire")]
+    Task ExpireAsync(string reason);
 }
 
 public static class JobGrainExtensions

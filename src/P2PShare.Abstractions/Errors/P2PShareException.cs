@@ -73,6 +73,19 @@ public sealed class NotFoundException : P2PShareException
     [Id(0)] public string Name { get; private set; }
 }
 
+/// <summary>
+/// A finished record that was kept for a while and then dropped (its retention passed, or its peer
+/// needed the room). A kind of not-found, so scripts see exit code 3, with the reason in its line.
+/// </summary>
+[GenerateSerializer]
+public sealed class ExpiredException : P2PShareException
+{
+    public ExpiredException(string what, string name, string reason)
+        : base(ErrorKind.NotFound, $"{what} '{name}' expired: {reason}") => Name = name;
+
+    [Id(0)] public string Name { get; private set; }
+}
+
 [GenerateSerializer]
 public sealed class InvalidNameException : P2PShareException
 {

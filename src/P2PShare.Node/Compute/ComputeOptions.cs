@@ -59,9 +59,18 @@ public sealed class ComputeOptions : IValidatableObject
     [Range(0, int.MaxValue, ErrorMessage = "Compute:MaxOutputBytes cannot be negative")]
     public int MaxOutputBytes { get; set; } = DefaultMaxOutputBytes;
 
-    /// <summary>How long finished job records are kept.</summary>
+    /// <summary>How long finished job records are kept, read or not; a sweep drops them after.</summary>
     [Positive(ErrorMessage = "Compute:JobRetention must be positive")]
     public TimeSpan JobRetention { get; set; } = DefaultJobRetention;
+
+    public const long DefaultMaxRetainedResultBytes = 256 * Bytes.MiB;
+
+    /// <summary>
+    /// Result, output and error bytes of finished jobs a peer keeps, over the jobs it supervises and
+    /// over the attempts it ran (each counted on its own). Over it, the oldest finished records are
+    /// dropped first and <c>job get</c> says they expired. At least <see cref="MaxResultBytes"/>.
+    /// </summary>
+    public long MaxRetainedResultBytes { get; set; } = DefaultMaxRetainedResultBytes;
 
     /// <summary>Largest number of re-runs a task may ask for.</summary>
     public const int MaxRetriesLimit = 10;
@@ -153,6 +162,8 @@ public sealed class ComputeOptions : IValidatableObject
             yield return new ValidationResult("Compute:DefaultTimeout must be positive and at most Compute:MaxTimeout");
         if (PythonWarmWorkers < 0 || PythonWarmWorkers > MaxLiveWorkers)
             yield return new ValidationResult("Compute:PythonWarmWorkers must be 0..Compute:MaxLiveWorkers");
+        if (MaxRetainedResultBytes < MaxResultBytes)
+            yield return new ValidationResult("Compute:MaxRetainedResultBytes must be at least Compute:MaxResultBytes (one result must fit)");
         if (SandboxUidBase < 1000 || (long)SandboxUidBase + SandboxUidCount > 65534)
             yield return new ValidationResult("Compute:SandboxUidBase must be at least 1000 and the range end below 65534");
         if (SandboxUidCount < MaxLiveWorkers)

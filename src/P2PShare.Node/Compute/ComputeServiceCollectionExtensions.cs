@@ -22,6 +22,7 @@ public static class ComputeServiceCollectionExtensions
             sp.GetRequiredService<IOptions<ComputeOptions>>(), sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<ComputeScheduler>>(),
             sp.GetRequiredService<P2PShareMetrics>()));
         services.AddSingleton<JobStore>();
+        services.AddSingleton<RetainedJobs>();
         services.AddSingleton<JobService>();
         return services;
     }

@@ -229,6 +229,23 @@ public sealed class ComputeClusterTests
     }
 
     [Fact]
+    public async Task Vector_arithmetic_runs_and_a_vector_load_past_the_array_is_refused()
+    {
+        await using var peers = await StartAsync();
+        var peer = peers.Peer("peer-1");
+        const string outOfBounds = "int main() { var a = new int[4]; return System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref a[0], 1000).GetElement(0); }";
+        var refused = await WaitAsync(peers, await peer.SubmitAsync(Task(outOfBounds, on: "peer-1")));
+        Assert.Equal(JobStatus.Failed, refused.Status);
+        Assert.Equal(TaskErrorKind.NotAllowed, refused.ErrorKind);
+        Assert.Contains("System.Runtime.Intrinsics.Vector128.LoadUnsafe (unsafe code)", refused.Error);
+
+        const string simd = "using System.Runtime.Intrinsics; int main(int x) => Vector128.Sum(Vector128.Create(x, 2, 3, 4) * Vector128.Create(10));";
+        var done = await WaitAsync(peers, await peer.SubmitAsync(Task(simd, "[1]", on: "peer-1")));
+        Assert.Equal(JobStatus.Succeeded, done.Status);
+        Assert.Equal("100", done.ResultJson);
+    }
+
+    [Fact]
     public async Task Load_reports_show_the_scheduler_and_unknown_jobs_are_not_found()
     {
         await using var peers = await StartAsync(slots: 1, quantum: TimeSpan.FromMinutes(10));

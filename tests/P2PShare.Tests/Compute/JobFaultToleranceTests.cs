@@ -152,7 +152,7 @@ public sealed class JobFaultToleranceTests
     }
 
     [Fact]
-    public async Task Finished_job_is_forgotten_after_its_retention()
+    public async Task Finished_job_expires_after_its_retention()
     {
         await using var peers = await PeerCluster.StartAsync(1, services => services.Configure<ComputeOptions>(o =>
         {
@@ -170,10 +170,83 @@ public sealed class JobFaultToleranceTests
                 await peers.Job(job.JobId).GetAsync();
                 return false;
             }
+            catch (ExpiredException ex)
+            {
+                Assert.Equal($"job '{job.JobId}' expired: finished jobs are kept for 2 s", ex.Message);
+                return true;
+            }
+        }, TimeSpan.FromSeconds(10), "the finished job is dropped after 2 s");
+
+        // One more retention period later the record itself is gone.
+        await Eventually.TrueAsync(async () =>
+        {
+            try
+            {
+                await peers.Job(job.JobId).GetAsync();
+                return false;
+            }
+            catch (ExpiredException)
+            {
+                return false;
+            }
             catch (NotFoundException)
             {
                 return true;
             }
-        }, TimeSpan.FromSeconds(10), "the finished job is dropped after 2 s");
+        }, TimeSpan.FromSeconds(10), "the expired job is forgotten after 2 s more");
+    }
+
+    [Fact]
+    public async Task Finished_job_nobody_reads_is_swept_on_a_timer()
+    {
+        await using var peers = await PeerCluster.StartAsync(1, services => services.Configure<ComputeOptions>(o =>
+        {
+            o.WarmWorkers = 1;
+            o.JobRetention = TimeSpan.FromSeconds(2);
+        }));
+        var retained = peers.Silo("peer-1").ServiceProvider.GetRequiredService<RetainedJobs>();
+        var job = await peers.Peer("peer-1").SubmitAsync(JobWaits.Slow(4, 0));
+        Assert.Equal("16", (await JobWaits.TerminalAsync(peers, job.JobId, TimeSpan.FromSeconds(30))).ResultJson);
+        Assert.Equal(2, retained.RetainedBytes); // "16"
+
+        // Nobody reads the job: the peer's sweep alone drops its result.
+        await Eventually.TrueAsync(() => Task.FromResult(retained.RetainedBytes == 0), TimeSpan.FromSeconds(10), "the sweep drops the unread result");
+        var ex = await Assert.ThrowsAsync<ExpiredException>(() => peers.Job(job.JobId).GetAsync());
+        Assert.Contains("finished jobs are kept for 2 s", ex.Message);
+    }
+
+    [Fact]
+    public async Task Over_the_retained_result_cap_the_oldest_job_expires_and_the_newest_stays()
+    {
+        await using var peers = await PeerCluster.StartAsync(1, services => services.Configure<ComputeOptions>(o =>
+        {
+            o.WarmWorkers = 1;
+            o.MaxResultBytes = 1024;
+            o.MaxRetainedResultBytes = 2500; // two 1000-byte results fit, three do not
+        }));
+        const string kilobyte = "string main(int i) => new string((char)('a' + i), 998);"; // 1000 bytes of JSON
+        var ids = new List<string>();
+        for (var i = 0; i < 3; i++)
+        {
+            var job = await peers.Peer("peer-1").SubmitAsync(new TaskSpec(kilobyte, null, $"[{i}]", false, TimeSpan.FromSeconds(60), "tester", null));
+            Assert.Equal(JobStatus.Succeeded, (await JobWaits.TerminalAsync(peers, job.JobId, TimeSpan.FromSeconds(30))).Status);
+            ids.Add(job.JobId);
+        }
+
+        await Eventually.TrueAsync(async () =>
+        {
+            try
+            {
+                await peers.Job(ids[0]).GetAsync();
+                return false;
+            }
+            catch (ExpiredException ex)
+            {
+                Assert.Equal($"job '{ids[0]}' expired: peer 'peer-1' keeps at most {Bytes.Format(2500)} of finished jobs' results and dropped the oldest", ex.Message);
+                return true;
+            }
+        }, TimeSpan.FromSeconds(10), "the oldest job expires");
+        Assert.Equal(new string('c', 998), System.Text.Json.JsonSerializer.Deserialize<string>((await peers.Job(ids[2]).GetAsync()).ResultJson!));
+        Assert.True(peers.Silo("peer-1").ServiceProvider.GetRequiredService<RetainedJobs>().RetainedBytes <= 2500);
     }
 }

@@ -1,3 +1,4 @@
+using System.Text;
 using System.Diagnostics;
 using Microsoft.Extensions.Logging.Abstractions;
 using P2PShare.Compute;
@@ -158,6 +159,37 @@ public sealed class ProgramCompilerTests
     [InlineData("[System.Runtime.CompilerServices.ModuleInitializer] static void Init() { }\nint main() => 1;", "ModuleInitializerAttribute")]
     public void Assembly_loading_is_not_allowed(string program, string api) => AssertNotAllowed(program, api);
 
+    // The vector and memory APIs that take a ref and an offset read and write past the end of an
+    // array without the `unsafe` keyword; the ones that take pointers are named too, not only "pointers".
+    [Theory]
+    [InlineData("int main() { var a = new int[4]; return System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref a[0], 1000).GetElement(0); }", "System.Runtime.Intrinsics.Vector128.LoadUnsafe (unsafe code) at (1,41)")]
+    [InlineData("using System.Runtime.Intrinsics; int main() { var a = new int[4]; Vector128.Create(7).StoreUnsafe(ref a[0], 1000); return 0; }", "System.Runtime.Intrinsics.Vector128.StoreUnsafe (unsafe code)")]
+    [InlineData("using System.Runtime.Intrinsics; long main() { var a = new long[4]; return Vector256.LoadUnsafe(ref a[0], 64).GetElement(0); }", "System.Runtime.Intrinsics.Vector256.LoadUnsafe (unsafe code)")]
+    [InlineData("using System.Runtime.Intrinsics; byte main() { var a = new byte[4]; return Vector512.LoadUnsafe(ref a[0]).GetElement(0); }", "System.Runtime.Intrinsics.Vector512.LoadUnsafe (unsafe code)")]
+    [InlineData("using System.Runtime.Intrinsics; int main() { var a = new int[2]; return Vector64.LoadUnsafe(ref a[0], 99).GetElement(0); }", "System.Runtime.Intrinsics.Vector64.LoadUnsafe (unsafe code)")]
+    [InlineData("int main() { var a = new int[4]; return System.Numerics.Vector.LoadUnsafe(ref a[0], 1000)[0]; }", "System.Numerics.Vector.LoadUnsafe (unsafe code)")]
+    [InlineData("int main() { var a = new int[4]; System.Numerics.Vector.StoreUnsafe(new System.Numerics.Vector<int>(1), ref a[0], 1000); return 0; }", "System.Numerics.Vector.StoreUnsafe (unsafe code)")]
+    [InlineData("float main() { var a = new float[1]; return System.Numerics.Vector4.LoadUnsafe(ref a[0], 1000).X; }", "System.Numerics.Vector4.LoadUnsafe (unsafe code)")]
+    [InlineData("int main() => System.Runtime.Intrinsics.Vector128.Load<int>(null).GetElement(0);", "System.Runtime.Intrinsics.Vector128.Load (unsafe code)")]
+    [InlineData("int main() { System.Buffer.MemoryCopy(null, null, 10, 10); return 0; }", "System.Buffer.MemoryCopy (unsafe code)")]
+    [InlineData("int main() { var s = new Span<byte>(null, 1000); return s[999]; }", "new System.Span (unsafe code)")]
+    [InlineData("int main() { var a = new int[4]; return System.Runtime.InteropServices.MemoryMarshal.CreateSpan(ref a[0], 1000)[999]; }", "System.Runtime.InteropServices.MemoryMarshal.CreateSpan (native interop)")]
+    [InlineData("int main() { var a = new int[4]; return System.Runtime.CompilerServices.Unsafe.Add(ref a[0], 1000); }", "System.Runtime.CompilerServices.Unsafe.Add (unsafe code)")]
+    [InlineData("using System.Runtime.InteropServices; int main() { var l = new List<int> { 1 }; CollectionsMarshal.SetCount(l, 1000); return l[999]; }", "System.Runtime.InteropServices.CollectionsMarshal.SetCount (native interop)")]
+    public void Unchecked_vector_and_memory_APIs_are_not_allowed(string program, string api) => AssertNotAllowed(program, api);
+
+    // Vector arithmetic and the span-taking loads are bounds-checked; so is a list's span.
+    [Theory]
+    [InlineData("using System.Runtime.Intrinsics; int main() { var v = Vector128.Create(1, 2, 3, 4) + Vector128.Create(10); return Vector128.Sum(v * 2); }")]
+    [InlineData("using System.Numerics; int main(int[] xs) { var v = new Vector<int>(xs.Length >= Vector<int>.Count ? xs : new int[Vector<int>.Count]); return Vector.Sum(v); }")]
+    [InlineData("using System.Runtime.Intrinsics; float main() { ReadOnlySpan<float> s = [1f, 2f, 3f, 4f]; return Vector128.Dot(Vector128.Create(s), Vector128.Create(1f)); }")]
+    [InlineData("float main() => System.Numerics.Vector4.Dot(new System.Numerics.Vector4(1, 2, 3, 4), System.Numerics.Vector4.One);")]
+    [InlineData("using System.Runtime.InteropServices; int main() { var l = new List<int> { 1, 2 }; return CollectionsMarshal.AsSpan(l)[1]; }")]
+    public void Bounds_checked_vector_and_span_programs_compile(string program)
+    {
+        Assert.NotEmpty(_compiler.Compile(program, null).Assembly);
+    }
+
     [Fact]
     public void Denied_api_message_gives_its_position()
     {
@@ -189,6 +221,36 @@ public sealed class ProgramCompilerTests
     {
         var compiled = _compiler.Compile(program, null);
         Assert.NotEmpty(compiled.Assembly);
+    }
+
+    /// <summary>
+    /// Nested lambdas handed to overloaded methods: Roslyn binds each lambda once per candidate
+    /// delegate type, and each binding binds the lambdas inside it again, so the work grows as
+    /// overloads^depth while the text stays a few hundred characters.
+    /// </summary>
+    internal static string CompileBomb(int depth)
+    {
+        var body = new StringBuilder("0");
+        for (var i = depth - 1; i >= 0; i--) body.Insert(0, $"M(x{i} => ").Append(')');
+        return $"int M(Func<int, int> f) => 0; int M(Func<long, int> f) => 0; int M(Func<short, int> f) => 0;\nint main() => {body};";
+    }
+
+    [Fact]
+    public void A_program_text_that_keeps_Roslyn_busy_ends_CompileError_at_the_time_limit()
+    {
+        using var compiler = new ProgramCompiler(NullLogger<ProgramCompiler>.Instance, 10, long.MaxValue, TimeSpan.FromSeconds(2));
+        var watch = Stopwatch.StartNew();
+        var ex = Assert.Throws<TaskRejectedException>(() => compiler.Compile(CompileBomb(10), null)); // ~5 s here
+        watch.Stop();
+        Assert.Equal(TaskErrorKind.CompileError, ex.TaskError);
+        Assert.Equal("CompileError: compilation took longer than 2 s", ex.Message);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(4), $"the compile was stopped after {watch.Elapsed.TotalSeconds:0.0} s");
+        // The refusal is cached: the same text does not take Roslyn's time again.
+        var runs = compiler.CompilationsRun;
+        Assert.Throws<TaskRejectedException>(() => compiler.Compile(CompileBomb(10), null));
+        Assert.Equal(runs, compiler.CompilationsRun);
+        // The next program compiles once Roslyn has let go of the thread.
+        Assert.Equal("main", compiler.Compile("int main() => 1;", null).Function);
     }
 
     [Fact]

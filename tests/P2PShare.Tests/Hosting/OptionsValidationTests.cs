@@ -52,6 +52,7 @@ public sealed class OptionsValidationTests
     [InlineData("Peer:GatewayPort=70000", "Peer:GatewayPort must be 1..65535, not 70000")]
     [InlineData("Peer:SiloPort=30000", "Peer:SiloPort and Peer:GatewayPort must differ")]
     [InlineData("Peer:Primary=peer-1", "Peer:Primary 'peer-1' is not host:port")]
+    [InlineData("Compute:MaxRetainedResultBytes=1024", "Compute:MaxRetainedResultBytes must be at least Compute:MaxResultBytes (one result must fit)")]
     [InlineData("Compute:Isolation=7", "Compute:Isolation must be kernel or none")]
     [InlineData("Compute:BubblewrapPath=", "Compute:BubblewrapPath must name the bwrap executable")]
     [InlineData("Compute:SandboxUidBase=999", "Compute:SandboxUidBase must be at least 1000 and the range end below 65534")]

@@ -21,8 +21,23 @@ public sealed record CompiledProgram(string Hash, byte[] Assembly, string Functi
 /// never unloads). Outcomes, refusals included, are cached by the program's SHA-256 in a bounded LRU,
 /// so a repeat skips Roslyn. Thread-safe; one per silo.
 /// </summary>
-public sealed partial class ProgramCompiler
+/// <remarks>
+/// Roslyn and the deny-list run on <see cref="CompileThreads"/> threads of their own, never on the
+/// thread pool the silo's grains run on, so a program text crafted to keep Roslyn busy cannot slow
+/// memory, file or other task calls; at most that many compile at once (the rest queue), and each is
+/// answered <c>CompileError: compilation took longer than 10 s</c> after <see cref="TimeLimit"/> (and
+/// cancelled, which Roslyn notices late). Not bounded yet: the memory Roslyn uses is the silo's, and a
+/// compile Roslyn does not stop keeps its thread (and the queue behind it) until it ends; both need a
+/// compiler process that can be killed (issue 13 item 5).
+/// </remarks>
+public sealed partial class ProgramCompiler : IDisposable
 {
+    /// <summary>How long Roslyn and the deny-list may take over one program text.</summary>
+    public static readonly TimeSpan DefaultTimeLimit = TimeSpan.FromSeconds(10);
+
+    /// <summary>Programs compiled at once; one core of two stays for everything else.</summary>
+    public const int CompileThreads = 1;
+
     public const int DefaultMaxCachedPrograms = 1000;
     public const long DefaultMaxCachedBytes = 64 * Bytes.MiB;
     public const int MaxProgramChars = 1024 * 1024;
@@ -60,6 +75,8 @@ public sealed partial class ProgramCompiler
     private readonly object _gate = new();
     private readonly Dictionary<string, LinkedListNode<CacheEntry>> _cache = new(StringComparer.Ordinal);
     private readonly LinkedList<CacheEntry> _lru = new();
+    private readonly System.Collections.Concurrent.BlockingCollection<Action> _queue = new();
+    private readonly Thread[] _threads;
     private long _cachedBytes;
     private long _compilations;
 
@@ -68,14 +85,24 @@ public sealed partial class ProgramCompiler
     {
     }
 
-    internal ProgramCompiler(ILogger<ProgramCompiler> logger, int maxEntries, long maxBytes)
+    internal ProgramCompiler(ILogger<ProgramCompiler> logger, int maxEntries, long maxBytes, TimeSpan? timeLimit = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxEntries, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxBytes, 1);
         _logger = logger;
         _maxEntries = maxEntries;
         _maxBytes = maxBytes;
+        TimeLimit = timeLimit ?? DefaultTimeLimit;
+        _threads = new Thread[CompileThreads];
+        for (var i = 0; i < _threads.Length; i++)
+        {
+            _threads[i] = new Thread(RunQueue) { IsBackground = true, Name = $"p2pshare-compile-{i}" };
+            _threads[i].Start();
+        }
     }
+
+    /// <summary>How long one compile may take before it ends CompileError.</summary>
+    public TimeSpan TimeLimit { get; }
 
     /// <summary>Times Roslyn was actually run (cache misses), for tests and metrics.</summary>
     public long CompilationsRun => Interlocked.Read(ref _compilations);
@@ -93,7 +120,11 @@ public sealed partial class ProgramCompiler
     /// null means <c>main</c>, or the only top-level method. Throws <see cref="TaskRejectedException"/>
     /// with CompileError, NotAllowed or InvalidArguments.
     /// </summary>
-    public CompiledProgram Compile(string program, string? function)
+    public CompiledProgram Compile(string program, string? function) => CompileAsync(program, function).GetAwaiter().GetResult();
+
+    /// <inheritdoc cref="Compile"/>
+    /// <remarks>A cached program answers at once; a new one waits for a compile thread.</remarks>
+    public async Task<CompiledProgram> CompileAsync(string program, string? function)
     {
         ArgumentNullException.ThrowIfNull(program);
         if (program.Length > MaxProgramChars)
@@ -104,7 +135,7 @@ public sealed partial class ProgramCompiler
         var fromCache = entry is not null;
         if (entry is null)
         {
-            entry = CompileUncached(hash, program);
+            entry = await OnCompileThreadAsync(hash, program).ConfigureAwait(false);
             Store(entry);
         }
 
@@ -112,24 +143,72 @@ public sealed partial class ProgramCompiler
         return new CompiledProgram(hash, entry.Assembly!, ResolveFunction(entry.Functions, function), fromCache);
     }
 
+    public void Dispose() => _queue.CompleteAdding();
+
+    private async Task<CacheEntry> OnCompileThreadAsync(string hash, string program)
+    {
+        var started = new TaskCompletionSource<long>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var done = new TaskCompletionSource<CacheEntry>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _queue.Add(() =>
+        {
+            started.TrySetResult(Stopwatch.GetTimestamp());
+            using var limit = new CancellationTokenSource(TimeLimit);
+            try
+            {
+                done.TrySetResult(CompileUncached(hash, program, limit.Token));
+            }
+            catch (OperationCanceledException) when (limit.IsCancellationRequested)
+            {
+                LogTooLong(hash[..12], TimeLimit.TotalSeconds);
+                done.TrySetResult(CacheEntry.Rejected(hash, TaskErrorKind.CompileError, TooLong(TimeLimit)));
+            }
+            catch (Exception ex)
+            {
+                done.TrySetException(ex);
+            }
+        });
+
+        // The limit counts from the start of the compile, not from the time spent queued. Roslyn
+        // checks its cancellation token only now and then (a lambda-binding bomb ran 2 minutes past
+        // it), so the caller stops waiting at the limit while the compile thread finishes on its own.
+        var start = await started.Task.ConfigureAwait(false);
+        var left = TimeLimit - Stopwatch.GetElapsedTime(start);
+        try
+        {
+            return await done.Task.WaitAsync(left > TimeSpan.Zero ? left : TimeSpan.Zero).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            LogTooLong(hash[..12], TimeLimit.TotalSeconds);
+            return CacheEntry.Rejected(hash, TaskErrorKind.CompileError, TooLong(TimeLimit));
+        }
+    }
+
+    internal static string TooLong(TimeSpan limit) => $"compilation took longer than {limit.TotalSeconds:0.###} s";
+
+    private void RunQueue()
+    {
+        foreach (var work in _queue.GetConsumingEnumerable()) work();
+    }
+
     public static string Hash(string program) =>
         Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(program)));
 
-    private CacheEntry CompileUncached(string hash, string program)
+    private CacheEntry CompileUncached(string hash, string program, CancellationToken cancellationToken)
     {
         Interlocked.Increment(ref _compilations);
         var watch = Stopwatch.StartNew();
-        var tree = CSharpSyntaxTree.ParseText(program, ParseOptions);
+        var tree = CSharpSyntaxTree.ParseText(program, ParseOptions, cancellationToken: cancellationToken);
         var compilation = CSharpCompilation.CreateScriptCompilation(
             $"p2pshare-{hash[..16]}", tree, References.Value, CompilationOptions, returnType: typeof(object));
 
         // Refusal first: a denied API often also fails to compile (its assembly is not referenced),
         // and "NotAllowed: X" tells the user more than "type not found".
         var model = compilation.GetSemanticModel(tree);
-        if (SandboxPolicy.FindViolation(tree, model) is { } violation)
+        if (SandboxPolicy.FindViolation(tree, model, cancellationToken) is { } violation)
             return CacheEntry.Rejected(hash, TaskErrorKind.NotAllowed, violation);
 
-        var errors = compilation.GetDiagnostics().Where(d => d.Severity == DiagnosticSeverity.Error).ToList();
+        var errors = compilation.GetDiagnostics(cancellationToken).Where(d => d.Severity == DiagnosticSeverity.Error).ToList();
         if (errors.Count > 0) return CacheEntry.Rejected(hash, TaskErrorKind.CompileError, Describe(errors));
 
         var functions = compilation.ScriptClass!.GetMembers()
@@ -140,7 +219,7 @@ public sealed partial class ProgramCompiler
             .ToImmutableArray();
 
         using var assembly = new MemoryStream();
-        var emitted = compilation.Emit(assembly);
+        var emitted = compilation.Emit(assembly, cancellationToken: cancellationToken);
         if (!emitted.Success)
             return CacheEntry.Rejected(hash, TaskErrorKind.CompileError, Describe(emitted.Diagnostics.Where(d => d.Severity == DiagnosticSeverity.Error).ToList()));
 
@@ -222,6 +301,9 @@ public sealed partial class ProgramCompiler
 
         return references.MoveToImmutable();
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Compiling program {Hash} took longer than {Seconds} s; it was stopped")]
+    private partial void LogTooLong(string hash, double seconds);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Compiled program {Hash} to {Bytes} bytes in {Ms:0.0} ms")]
     private partial void LogCompiled(string hash, long bytes, double ms);

@@ -37,6 +37,10 @@ internal sealed class AttemptCalls(IGrainFactory grains, PeerLiveness liveness, 
         {
             return new(null, ex.Message);
         }
+        catch (ExpiredException ex)
+        {
+            return new(null, $"peer '{attempt.Peer}' dropped the attempt's record before it was collected ({ex.Message})");
+        }
         catch (NotFoundException)
         {
             return new(null, $"peer '{attempt.Peer}' restarted and no longer has the attempt");
@@ -70,7 +74,7 @@ internal sealed class AttemptCalls(IGrainFactory grains, PeerLiveness liveness, 
         {
             return await PeerCall.RunAsync(attempt.Peer, () => Peer(attempt).CancelAttemptAsync(jobId, attempt.Number));
         }
-        catch (Exception ex) when (ex is PeerUnavailableException or NotFoundException)
+        catch (Exception ex) when (ex is PeerUnavailableException or NotFoundException or ExpiredException)
         {
             // The follower sees the loss too and, the cancel being requested, ends the job Cancelled
             // instead of re-running it.

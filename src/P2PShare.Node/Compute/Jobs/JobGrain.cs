@@ -25,6 +25,7 @@ public sealed class JobGrain(
     IGrainFactory grains,
     PeerLiveness liveness,
     P2PShareMetrics metrics,
+    RetainedJobs retained,
     IOptions<ComputeOptions> options,
     TimeProvider time,
     ILogger<JobGrain> logger) : Grain, IJobGrain, IRemindable
@@ -53,6 +54,8 @@ public sealed class JobGrain(
         if (!Job.Known) return Task.CompletedTask;
         Reminders.MayExist();
         Job.Resume();
+        if (Job.Expired) retained.Expired(JobId, S.ExpiredUtc!.Value);
+        else if (Job.Terminal) retained.Finished(JobId, S.Current!);
         if (Job.Terminal) Job.TryMarkEnded();
         else EnsureFollowing();
         return Task.CompletedTask;
@@ -120,6 +123,28 @@ public sealed class JobGrain(
         if (await _calls.CancelAsync(JobId, attempt) is { IsTerminal: true } info && info.Attempt == attempt.Number) await FinishAsync(info);
         EnsureFollowing();
         return await Job.EndedWithinAsync(CancelGrace) ?? Job.Info();
+    }
+
+    public async Task ExpireAsync(string reason)
+    {
+        var retention = options.Value.JobRetention;
+        if (!Job.Known || (Job.Expired && Job.ForgottenAfter(retention)))
+        {
+            if (Job.Known) await Job.ClearAsync();
+            retained.Forgotten(JobId);
+            DeactivateOnIdle();
+            return;
+        }
+
+        if (!Job.Terminal) return; // a running job never expires
+        if (!Job.Expired)
+        {
+            await Job.ExpireAsync(reason);
+            JobLog.LogExpired(logger, JobId, reason);
+        }
+
+        retained.Expired(JobId, S.ExpiredUtc!.Value);
+        DeactivateOnIdle();
     }
 
     public Task ReceiveReminder(string reminderName, TickStatus status)
@@ -232,16 +257,22 @@ public sealed class JobGrain(
     {
         await Job.WriteAsync();
         if (Job.TryMarkEnded()) metrics.JobEnded(S.Current!);
+        retained.Finished(JobId, S.Current!);
         JobLog.LogEnded(logger, JobId, S.Current!.Status, S.Attempts.Count);
         await Reminders.ForgetAsync();
     }
 
-    /// <summary>Unknown ids, and finished jobs older than <see cref="ComputeOptions.JobRetention"/>, are not found.</summary>
+    /// <summary>
+    /// Unknown ids are not found; finished jobs older than <see cref="ComputeOptions.JobRetention"/>
+    /// (found so by a read before the sweep) or dropped by the sweep have expired.
+    /// </summary>
     private async Task ThrowIfUnknownAsync()
     {
-        if (Job.Known && !Job.ExpiredAfter(options.Value.JobRetention)) return;
-        if (Job.Known) await Job.ClearAsync();
-        DeactivateOnIdle();
+        var retention = options.Value.JobRetention;
+        if (Job.Known && !Job.Expired && !Job.ExpiredAfter(retention)) return;
+        if (Job.Known && !Job.Expired) await ExpireAsync(retained.RetentionReason);
+        if (Job.Known && !Job.ForgottenAfter(retention)) throw new ExpiredException("job", JobId, S.ExpiredReason ?? retained.RetentionReason);
+        await ExpireAsync(retained.RetentionReason);
         throw new NotFoundException("job", JobId);
     }
 }

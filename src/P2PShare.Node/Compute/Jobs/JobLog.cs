@@ -22,6 +22,9 @@ internal static partial class JobLog
     [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: following attempt on {Peer} failed, retrying: {Reason}")]
     public static partial void LogPollFailed(ILogger logger, string jobId, string peer, string reason);
 
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Job {JobId} expired: {Reason}")]
+    public static partial void LogExpired(ILogger logger, string jobId, string reason);
+
     [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: reminder not updated: {Reason}")]
     public static partial void LogReminderFailed(ILogger logger, string jobId, string reason);
 }

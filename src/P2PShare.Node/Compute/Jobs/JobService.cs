@@ -8,7 +8,7 @@ namespace P2PShare.Compute;
 /// <summary>
 /// Runs the tasks routed to this peer: validates them, compiles them (once per distinct program),
 /// hands them to the scheduler and keeps their job records. All CPU work happens off the Orleans
-/// scheduler: compilation on the thread pool, execution in worker processes.
+/// scheduler: compilation on the compiler's own threads, execution in worker processes.
 /// </summary>
 public sealed partial class JobService(
     JobStore jobs,
@@ -109,7 +109,7 @@ public sealed partial class JobService(
                 CompiledProgram program;
                 try
                 {
-                    program = compiler.Compile(spec.Program, spec.Function);
+                    program = await compiler.CompileAsync(spec.Program, spec.Function).ConfigureAwait(false);
                 }
                 catch (TaskRejectedException ex)
                 {

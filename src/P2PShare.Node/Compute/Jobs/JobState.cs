@@ -22,4 +22,11 @@ public sealed class JobState
 
     [Id(4)]
     public bool CancelRequested { get; set; }
+
+    /// <summary>When the finished job's result was dropped; its record then only says it expired, and why.</summary>
+    [Id(5)]
+    public DateTime? ExpiredUtc { get; set; }
+
+    [Id(6)]
+    public string? ExpiredReason { get; set; }
 }

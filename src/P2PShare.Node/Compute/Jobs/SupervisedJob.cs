@@ -73,6 +73,25 @@ internal sealed class SupervisedJob(IPersistentState<JobState> state, string job
     /// <summary>Finished longer ago than <paramref name="retention"/>: no longer answered for.</summary>
     public bool ExpiredAfter(TimeSpan retention) => Terminal && State.Current!.FinishedUtc + retention < Now();
 
+    /// <summary>The result was dropped; the record only says the job expired.</summary>
+    public bool Expired => State.ExpiredUtc is not null;
+
+    /// <summary>Expired longer ago than <paramref name="retention"/>: the record itself may go.</summary>
+    public bool ForgottenAfter(TimeSpan retention) => State.ExpiredUtc + retention <= Now();
+
+    /// <summary>
+    /// Drops what a finished record holds (result, output, error, the program) and keeps only that it
+    /// expired, when and why; written at once.
+    /// </summary>
+    public Task ExpireAsync(string reason)
+    {
+        State.Current = State.Current! with { ResultJson = null, Output = "", Error = null };
+        State.Spec = null;
+        State.ExpiredUtc = Now();
+        State.ExpiredReason = reason;
+        return WriteAsync();
+    }
+
     /// <summary>Drops what a submission that failed had put in memory; nothing of it was stored.</summary>
     public void Forget() => state.State = new JobState();
 

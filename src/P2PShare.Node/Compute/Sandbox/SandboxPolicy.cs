@@ -9,8 +9,8 @@ namespace P2PShare.Compute;
 /// The deny-list checked on Roslyn's semantic model before a program runs. Every name, member access,
 /// creation, invocation, attribute and expression type is resolved to symbols (candidates included, so
 /// a call that fails overload resolution is still judged by what it tried to reach) and refused when it
-/// touches files, network, processes, reflection, interop, unsafe code, threads, timers, the environment,
-/// <c>dynamic</c> or assembly loading. This is defence in depth: the wall is the worker process, which
+/// touches files, network, processes, reflection, interop, unsafe code (pointers and the unchecked
+/// vector and memory APIs), threads, timers, the environment, <c>dynamic</c> or assembly loading. This is defence in depth: the wall is the worker process, which
 /// is killed on timeout and heap-capped; the list makes hostile programs fail early and clearly.
 /// </summary>
 internal static class SandboxPolicy
@@ -104,6 +104,9 @@ internal static class SandboxPolicy
 
     private static readonly FrozenSet<string> AllowedMemberInfoMembers = new[] { "Name", "ToString", "Equals", "GetHashCode" }.ToFrozenSet();
 
+    // The one member of System.Runtime.InteropServices a program may use: the span it returns is bounds-checked.
+    private static readonly FrozenSet<string> AllowedCollectionsMarshalMembers = new[] { "AsSpan" }.ToFrozenSet();
+
     private static readonly FrozenSet<string> DeniedDelegateMembers = new[] { "DynamicInvoke", "CreateDelegate", "Method" }.ToFrozenSet();
 
     private static readonly string[] DefaultUsings = ["System", "System.Linq", "System.Collections.Generic", "System.Text", "System.Threading.Tasks"];
@@ -183,6 +186,7 @@ internal static class SandboxPolicy
     private static string? CheckSymbol(ISymbol symbol) => symbol switch
     {
         ITypeSymbol type => CheckType(type),
+        IMethodSymbol method when TakesPointers(method) => $"{MethodName(method)} ({Unsafe})",
         IMethodSymbol { MethodKind: MethodKind.Constructor or MethodKind.StaticConstructor } ctor => CheckType(ctor.ContainingType),
         IMethodSymbol method => CheckMember(method.ReducedFrom ?? method) ?? CheckTypes(method.TypeArguments),
         IPropertySymbol or IFieldSymbol or IEventSymbol => CheckMember(symbol),
@@ -190,6 +194,17 @@ internal static class SandboxPolicy
         IParameterSymbol parameter => CheckType(parameter.Type),
         _ => null,
     };
+
+    // A pointer argument needs an unsafe context the compiler refuses anyway; naming the API
+    // (Buffer.MemoryCopy, new Span(void*, int), Vector128.Load(T*)) says more than "pointers".
+    private static bool TakesPointers(IMethodSymbol method) =>
+        (method.ReducedFrom ?? method).Parameters.Any(p => p.Type is IPointerTypeSymbol or IFunctionPointerTypeSymbol);
+
+    private static string MethodName(IMethodSymbol method)
+    {
+        var type = method.ContainingType.OriginalDefinition.ToDisplayString(QualifiedTypeName);
+        return method.MethodKind == MethodKind.Constructor ? $"new {type}" : $"{type}.{(method.ReducedFrom ?? method).Name}";
+    }
 
     private static string? CheckTypes(IEnumerable<ITypeSymbol> types)
     {
@@ -226,6 +241,15 @@ internal static class SandboxPolicy
         {
             return $"{name} ({Threads})";
         }
+        else if (IsVectorNamespace(ns) && member.Name.EndsWith("Unsafe", StringComparison.Ordinal))
+        {
+            // LoadUnsafe/StoreUnsafe(ref T, offset) read and write past the end of an array with no unsafe keyword.
+            return $"{name} ({Unsafe})";
+        }
+        else if (IsCollectionsMarshal(type))
+        {
+            return AllowedCollectionsMarshalMembers.Contains(member.Name) ? null : $"{name} ({Interop})";
+        }
 
         return CheckType(type) is { } byType ? $"{name} ({ReasonOf(byType)})" : null;
     }
@@ -251,9 +275,16 @@ internal static class SandboxPolicy
         }
     }
 
+    private static bool IsVectorNamespace(string ns) =>
+        ns is "System.Numerics" or "System.Runtime.Intrinsics" || ns.StartsWith("System.Runtime.Intrinsics.", StringComparison.Ordinal);
+
+    private static bool IsCollectionsMarshal(INamedTypeSymbol type) =>
+        type.MetadataName == "CollectionsMarshal" && type.ContainingNamespace?.ToDisplayString() == "System.Runtime.InteropServices";
+
     private static string? Reason(INamedTypeSymbol type)
     {
         if (type.TypeKind == TypeKind.Error) return null; // judged by its spelling, see UnresolvedName
+        if (IsCollectionsMarshal(type)) return null; // the name alone; its members are judged one by one in CheckMember
         var ns = type.ContainingNamespace is { IsGlobalNamespace: false } n ? n.ToDisplayString() : "";
         return Reason(ns, type.MetadataName);
     }
