@@ -39,11 +39,14 @@ public sealed class JobGrain(
     private Task? _following;
     private SupervisedJob? _job;
     private JobReminders? _reminders;
+    private JobExpiry? _expiry;
 
     // Made on first use: they need the grain's id, which field initializers cannot reach.
     private SupervisedJob Job => _job ??= new(state, JobId, time);
 
     private JobReminders Reminders => _reminders ??= new(this, JobId, time, logger);
+
+    private JobExpiry Expiry => _expiry ??= new(Job, retained, options.Value.JobRetention, logger, DeactivateOnIdle);
 
     private JobState S => Job.State;
 
@@ -54,8 +57,7 @@ public sealed class JobGrain(
         if (!Job.Known) return Task.CompletedTask;
         Reminders.MayExist();
         Job.Resume();
-        if (Job.Expired) retained.Expired(JobId, S.ExpiredUtc!.Value);
-        else if (Job.Terminal) retained.Finished(JobId, S.Current!);
+        Expiry.Track();
         if (Job.Terminal) Job.TryMarkEnded();
         else EnsureFollowing();
         return Task.CompletedTask;
@@ -125,27 +127,7 @@ public sealed class JobGrain(
         return await Job.EndedWithinAsync(CancelGrace) ?? Job.Info();
     }
 
-    public async Task ExpireAsync(string reason)
-    {
-        var retention = options.Value.JobRetention;
-        if (!Job.Known || (Job.Expired && Job.ForgottenAfter(retention)))
-        {
-            if (Job.Known) await Job.ClearAsync();
-            retained.Forgotten(JobId);
-            DeactivateOnIdle();
-            return;
-        }
-
-        if (!Job.Terminal) return; // a running job never expires
-        if (!Job.Expired)
-        {
-            await Job.ExpireAsync(reason);
-            JobLog.LogExpired(logger, JobId, reason);
-        }
-
-        retained.Expired(JobId, S.ExpiredUtc!.Value);
-        DeactivateOnIdle();
-    }
+    public Task ExpireAsync(string reason) => Expiry.ExpireAsync(reason);
 
     public Task ReceiveReminder(string reminderName, TickStatus status)
     {
@@ -262,17 +244,5 @@ public sealed class JobGrain(
         await Reminders.ForgetAsync();
     }
 
-    /// <summary>
-    /// Unknown ids are not found; finished jobs older than <see cref="ComputeOptions.JobRetention"/>
-    /// (found so by a read before the sweep) or dropped by the sweep have expired.
-    /// </summary>
-    private async Task ThrowIfUnknownAsync()
-    {
-        var retention = options.Value.JobRetention;
-        if (Job.Known && !Job.Expired && !Job.ExpiredAfter(retention)) return;
-        if (Job.Known && !Job.Expired) await ExpireAsync(retained.RetentionReason);
-        if (Job.Known && !Job.ForgottenAfter(retention)) throw new ExpiredException("job", JobId, S.ExpiredReason ?? retained.RetentionReason);
-        await ExpireAsync(retained.RetentionReason);
-        throw new NotFoundException("job", JobId);
-    }
+    private Task ThrowIfUnknownAsync() => Expiry.ThrowIfUnknownAsync();
 }
