@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command: every test project of the solution in Release, then one line
 # `N passed, N failed, N skipped` counted from the TRX results. Non-zero exit when a test failed,
+# a file is off the .editorconfig style (dotnet format --verify-no-changes),
 # the build or a test host failed, or no test ran, or (with CI=true) PostgreSQL could not start.
 set -euo pipefail
 cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.."
@@ -85,6 +86,12 @@ fi
 
 status=0
 dotnet build P2PShare.sln -c Release -nologo -v:q </dev/null || status=$?
+# One style (.editorconfig): a file that `dotnet format` would change fails the run; the tests
+# still run so that one report shows both. Fix with `dotnet format P2PShare.sln`.
+format_problem=""
+if ((status == 0)) && ! dotnet format P2PShare.sln --verify-no-changes --no-restore -v q </dev/null; then
+  format_problem="dotnet format --verify-no-changes found files off the .editorconfig style (run: dotnet format P2PShare.sln)"
+fi
 # -m:1 runs the test projects one after another: the cluster tests' timing assertions (time
 # slicing, fairness) must not share the two cores with the end-to-end cluster's processes.
 ((status != 0)) || dotnet test P2PShare.sln -c Release --no-build -m:1 \
@@ -103,6 +110,10 @@ skipped=$(count NotExecuted)
 stop_postgres
 
 verdict=0
+if [[ -n $format_problem ]]; then
+  echo "$format_problem" >&2
+  verdict=1
+fi
 if [[ -n $pg_problem && ${CI:-} == true ]]; then
   # In CI a skipped PostgreSQL suite is a broken run, not a pass.
   echo "$pg_problem (CI)" >&2

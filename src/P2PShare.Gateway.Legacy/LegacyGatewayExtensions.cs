@@ -1,7 +1,7 @@
-using P2PShare.Configuration;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Orleans.Hosting;
+using P2PShare.Configuration;
 using P2PShare.Peers;
 
 namespace P2PShare.Legacy;

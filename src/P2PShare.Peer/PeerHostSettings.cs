@@ -37,7 +37,9 @@ internal sealed class PeerHostSettings(PeerOptions peer, ClusteringOptions clust
         if (Http.Port is > 0 && (Http.Port == Peer.SiloPort || Http.Port == Peer.GatewayPort))
             yield return new ValidationResult($"Http:Port {Http.Port} is already the silo or gateway port");
         if (Clustering.IsPostgres && !string.IsNullOrWhiteSpace(Peer.Primary))
+        {
             yield return new ValidationResult(
                 "Peer:Primary (--primary) only applies in local mode; in postgres mode peers find each other in the database");
+        }
     }
 }

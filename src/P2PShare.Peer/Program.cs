@@ -1,8 +1,8 @@
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
-using P2PShare.Connecting;
 using P2PShare.Configuration;
+using P2PShare.Connecting;
 using P2PShare.Hosting;
 using P2PShare.Peer;
 

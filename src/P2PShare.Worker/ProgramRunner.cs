@@ -247,10 +247,20 @@ internal sealed class ProgramRunner
         if (type.IsArray) return TypeName(type.GetElementType()!) + "[]";
         var keyword = Type.GetTypeCode(type) switch
         {
-            TypeCode.Boolean => "bool", TypeCode.Byte => "byte", TypeCode.SByte => "sbyte", TypeCode.Char => "char",
-            TypeCode.Int16 => "short", TypeCode.UInt16 => "ushort", TypeCode.Int32 => "int", TypeCode.UInt32 => "uint",
-            TypeCode.Int64 => "long", TypeCode.UInt64 => "ulong", TypeCode.Single => "float", TypeCode.Double => "double",
-            TypeCode.Decimal => "decimal", TypeCode.String => "string",
+            TypeCode.Boolean => "bool",
+            TypeCode.Byte => "byte",
+            TypeCode.SByte => "sbyte",
+            TypeCode.Char => "char",
+            TypeCode.Int16 => "short",
+            TypeCode.UInt16 => "ushort",
+            TypeCode.Int32 => "int",
+            TypeCode.UInt32 => "uint",
+            TypeCode.Int64 => "long",
+            TypeCode.UInt64 => "ulong",
+            TypeCode.Single => "float",
+            TypeCode.Double => "double",
+            TypeCode.Decimal => "decimal",
+            TypeCode.String => "string",
             _ => null,
         };
         if (keyword is not null && !type.IsEnum) return keyword;

@@ -53,8 +53,12 @@ internal static class Legacy
 
     private static JsonObject Task(int n) => new()
     {
-        ["type"] = "CPU_TASK", ["task_id"] = $"bench-{n}", ["program"] = "def main(x): return x * x",
-        ["function"] = "main", ["args"] = new JsonArray(n), ["confidential"] = false,
+        ["type"] = "CPU_TASK",
+        ["task_id"] = $"bench-{n}",
+        ["program"] = "def main(x): return x * x",
+        ["function"] = "main",
+        ["args"] = new JsonArray(n),
+        ["confidential"] = false,
     };
 
     private static async Task<TimeSpan> ConcurrentlyAsync(int clients, int count, Samples samples, Func<int, Task> one)

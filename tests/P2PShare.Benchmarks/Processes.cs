@@ -36,8 +36,10 @@ internal static class Processes
         try
         {
             foreach (var line in File.ReadLines($"/proc/{pid}/status"))
+            {
                 if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
                     return double.Parse(line[6..].Trim().Split(' ')[0], CultureInfo.InvariantCulture) / 1024;
+            }
         }
         catch (IOException)
         {

@@ -241,7 +241,10 @@ internal sealed class Scenarios(ClusterConnection cluster, BenchOptions options)
     private async Task<JsonObject> LegacyAsync()
     {
         string endpoint;
-        if (options.Legacy is { } given) endpoint = given;
+        if (options.Legacy is { } given)
+        {
+            endpoint = given;
+        }
         else
         {
             // The first peer's seed-protocol port, as the tracker knows it.

@@ -63,8 +63,11 @@ internal sealed class FileCatalogue
         while (parent.Length > _filesDir.Length)
         {
             if (File.Exists(parent))
+            {
                 throw new InvalidArgumentException(
                     $"cannot store '{name}': '{Path.GetRelativePath(_filesDir, parent)}' is a file, not a folder");
+            }
+
             parent = Path.GetDirectoryName(parent)!;
         }
     }

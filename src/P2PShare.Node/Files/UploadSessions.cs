@@ -30,8 +30,11 @@ internal sealed partial class UploadSessions(
         Names.ValidateFileName(name);
         if (size < 0) throw new InvalidArgumentException("file size cannot be negative");
         if (size > maxFileBytes)
+        {
             throw new InvalidArgumentException(
                 $"file of {Bytes.Format(size)} is larger than the limit of {Bytes.Format(maxFileBytes)}");
+        }
+
         catalogue.EnsureNoFolderInTheWay(name);
         catalogue.Reserve(size);
 
@@ -57,8 +60,10 @@ internal sealed partial class UploadSessions(
         if (data.Length > chunkBytes)
             throw new InvalidArgumentException($"chunk of {data.Length} bytes is larger than the limit of {chunkBytes}");
         if (offset < 0 || offset + data.Length > session.Size)
+        {
             throw new InvalidArgumentException(
                 $"chunk at {offset}+{data.Length} lies outside the declared size of {session.Size} bytes");
+        }
 
         await session.Lock.WaitAsync().ConfigureAwait(false);
         try

@@ -44,8 +44,11 @@ public sealed class MemoryStore : IDisposable
         Names.ValidateKey(key, _options.MaxKeyBytes);
         ArgumentNullException.ThrowIfNull(value);
         if (value.LongLength > _options.MaxValueBytes)
+        {
             throw new InvalidArgumentException(
                 $"value of {Bytes.Format(value.LongLength)} is larger than the limit of {Bytes.Format(_options.MaxValueBytes)}");
+        }
+
         if (ttl is { } t && t <= TimeSpan.Zero)
             throw new InvalidArgumentException("ttl must be positive");
 

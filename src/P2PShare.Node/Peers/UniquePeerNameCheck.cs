@@ -19,7 +19,9 @@ public sealed class UniquePeerNameCheck(IClusterMembershipService membership, IL
             && !m.SiloAddress.Equals(self.SiloAddress)
             && m.SiloAddress.Generation < self.SiloAddress.Generation);
         if (clash is not null)
+        {
             throw new InvalidOperationException(
                 $"peer name '{self.Name}' is already used by the live silo {clash.SiloAddress}; choose another --name");
+        }
     }
 }

@@ -109,10 +109,12 @@ public sealed class PeerRegistry(TimeProvider time, int missedReportsLimit)
         }
 
         if (best is null)
+        {
             throw new NoPeersAvailableException(
                 _peers.Count == 0 ? "no peers are registered with the tracker"
                 : wrongRuntime > 0 ? $"no live peer can run {request.Language} tasks ({wrongRuntime} live peer(s) lack that runtime)"
                 : "no live peer fits the request");
+        }
 
         best.Reserve(now);
         return best.Report.Peer;

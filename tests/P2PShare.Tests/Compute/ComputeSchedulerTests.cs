@@ -315,7 +315,10 @@ public sealed class ComputeSchedulerTests
         var python = new FakeWorkerFactory { Language = TaskLanguages.Python, FailStarts = true };
         await using var scheduler = new ComputeScheduler([_factory, python], Options.Create(new ComputeOptions
         {
-            Slots = 1, Quantum = Slicing, MaxLiveWorkers = 16, WarmWorkers = 0,
+            Slots = 1,
+            Quantum = Slicing,
+            MaxLiveWorkers = 16,
+            WarmWorkers = 0,
         }), TimeProvider.System, NullLogger<ComputeScheduler>.Instance);
         var changes = 0;
         scheduler.Changed += () => Interlocked.Increment(ref changes);

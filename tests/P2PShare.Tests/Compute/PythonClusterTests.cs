@@ -25,10 +25,12 @@ public sealed class PythonClusterTests
                 o.MaxLiveWorkers = Math.Max(4, slots * 4);
             });
             if (withoutPython is not null)
+            {
                 services.AddOptions<ComputeOptions>().PostConfigure<ILocalSiloDetails>((o, silo) =>
                 {
                     if (silo.Name == withoutPython) o.PythonPath = "/nonexistent/python3";
                 });
+            }
         });
 
     private static TaskSpec Python(string program, string args = "[]", bool confidential = false, string? on = null, double timeoutSeconds = 60, string submitter = "tester") =>

@@ -172,8 +172,11 @@ public sealed class LegacyFuzzTests(LegacyClusterFixture fixture, ITestOutputHel
         string[] fields = ["task_id", "program", "function", "args", "confidential", "priority", "max_retries", "timeout", "language",
             "key", "value", "filename", "data", "ip", "port", "cpu_load"];
         foreach (var field in fields)
+        {
             if (random.Next(3) == 0)
                 message[field] = RandomValue(random, depth: 0);
+        }
+
         return Encoding.UTF8.GetBytes(message.ToJsonString());
     }
 

@@ -146,7 +146,13 @@ public sealed class LegacyGatewayTests(LegacyClusterFixture fixture) : IClassFix
         var endpoints = new[] { "peer-1", "peer-2", "peer-3" }.Select(fixture.Endpoint).ToHashSet();
         var reply = await LegacyClient.CallAsync(fixture.PeerPort("peer-1"), new
         {
-            type = "CPU_TASK", task_id = "T123", program = Square, function = "main", args = new[] { 7 }, confidential = false, language = "csharp",
+            type = "CPU_TASK",
+            task_id = "T123",
+            program = Square,
+            function = "main",
+            args = new[] { 7 },
+            confidential = false,
+            language = "csharp",
         });
         Assert.Equal("CPU_RESULT", (string?)reply["type"]);
         Assert.Equal("T123", (string?)reply["task_id"]);
@@ -171,7 +177,12 @@ public sealed class LegacyGatewayTests(LegacyClusterFixture fixture) : IClassFix
         var endpoints = new[] { "peer-1", "peer-2", "peer-3" }.Select(fixture.Endpoint).ToHashSet();
         var result = await LegacyClient.CallAsync(fixture.PeerPort("peer-3"), new
         {
-            type = "CPU_TASK", task_id = "py-1", program = "def main(x): return x * x", function = "main", args = new[] { 5 }, confidential = false,
+            type = "CPU_TASK",
+            task_id = "py-1",
+            program = "def main(x): return x * x",
+            function = "main",
+            args = new[] { 5 },
+            confidential = false,
         });
         Assert.Equal(25, (int)result["result"]!);
         Assert.Null(result["error"]);
@@ -212,7 +223,11 @@ public sealed class LegacyGatewayTests(LegacyClusterFixture fixture) : IClassFix
     {
         var reply = await LegacyClient.CallAsync(fixture.PeerPort("peer-2"), new
         {
-            type = "CPU_TASK", task_id = "boom", program = "int main(int x) => 10 / x;", args = new[] { 0 }, language = "csharp",
+            type = "CPU_TASK",
+            task_id = "boom",
+            program = "int main(int x) => 10 / x;",
+            args = new[] { 0 },
+            language = "csharp",
         });
         Assert.Equal("CPU_RESULT", (string?)reply["type"]);
         Assert.Null(reply["result"]);

@@ -17,7 +17,9 @@ public sealed class MemoryStoreTests : IDisposable
     private MemoryStore Create(long quota, int maxKey = 64, long maxValue = 500, TimeSpan? sweep = null) =>
         new(Options.Create(new MemoryOptions
         {
-            QuotaBytes = quota, MaxKeyBytes = maxKey, MaxValueBytes = maxValue,
+            QuotaBytes = quota,
+            MaxKeyBytes = maxKey,
+            MaxValueBytes = maxValue,
             ExpirySweepInterval = sweep ?? TimeSpan.FromSeconds(1),
         }), _time);
 

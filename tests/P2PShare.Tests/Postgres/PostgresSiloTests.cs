@@ -112,7 +112,10 @@ public sealed class PostgresSiloTests(TestDatabase db) : IClassFixture<TestDatab
         {
             tags[grain] = (await table.UpsertRow(new ReminderEntry
             {
-                GrainId = grain, ReminderName = "supervise", StartAt = start, Period = TimeSpan.FromMinutes(1),
+                GrainId = grain,
+                ReminderName = "supervise",
+                StartAt = start,
+                Period = TimeSpan.FromMinutes(1),
             }))!;
         }
 
@@ -128,7 +131,10 @@ public sealed class PostgresSiloTests(TestDatabase db) : IClassFixture<TestDatab
         // Upsert replaces and changes the ETag.
         var newTag = await table.UpsertRow(new ReminderEntry
         {
-            GrainId = grains[0], ReminderName = "supervise", StartAt = start.AddMinutes(5), Period = TimeSpan.FromMinutes(2),
+            GrainId = grains[0],
+            ReminderName = "supervise",
+            StartAt = start.AddMinutes(5),
+            Period = TimeSpan.FromMinutes(2),
         });
         Assert.NotEqual(tags[grains[0]], newTag);
         Assert.Equal(TimeSpan.FromMinutes(2), (await table.ReadRow(grains[0], "supervise"))!.Period);

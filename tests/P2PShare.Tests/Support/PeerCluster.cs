@@ -1,8 +1,8 @@
-using P2PShare.Compute;
 using Microsoft.Extensions.DependencyInjection;
 using Orleans.Configuration;
 using Orleans.Hosting;
 using Orleans.TestingHost;
+using P2PShare.Compute;
 using P2PShare.Files;
 using P2PShare.Hosting;
 using P2PShare.Peers;

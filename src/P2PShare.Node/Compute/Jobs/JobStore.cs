@@ -58,8 +58,11 @@ public sealed class JobStore : IDisposable
         var record = new JobRecord(assignment, executedBy, Now(), final => Retain(key, final));
         if (!_jobs.TryAdd(key, record)) throw new InvalidOperationException($"duplicate job attempt {key}");
         if (_metrics is { } metrics)
+        {
             record.Finished.ContinueWith(t => metrics.AttemptFinished(t.Result), CancellationToken.None,
                 TaskContinuationOptions.OnlyOnRanToCompletion | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        }
+
         return record;
     }
 

@@ -171,7 +171,9 @@ internal static class SandboxPolicy
             if (CheckSymbol(candidate) is { } byCandidate) return byCandidate;
         if (info.Symbol is null or ITypeSymbol { TypeKind: TypeKind.Error } && info.CandidateSymbols.IsEmpty
             && node is NameSyntax or MemberAccessExpressionSyntax && UnresolvedName(node, usings) is { } byName)
+        {
             return byName;
+        }
 
         if (node is ExpressionSyntax)
         {

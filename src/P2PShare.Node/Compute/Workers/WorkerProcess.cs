@@ -1,5 +1,5 @@
-using System.Collections.Frozen;
 using System.Buffers.Binary;
+using System.Collections.Frozen;
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;

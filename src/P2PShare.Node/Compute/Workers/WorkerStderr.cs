@@ -53,8 +53,11 @@ internal sealed class WorkerStderr
         if (_capturingUnhandled) Capture(chunk);
         if (!SawStackOverflow && window.IndexOf(StackOverflowMarker) >= 0) SawStackOverflow = true;
         if (!SawOutOfMemory)
+        {
             foreach (var marker in OutOfMemoryMarkers)
                 if (window.IndexOf(marker) >= 0) SawOutOfMemory = true;
+        }
+
         if (!_unhandledDone && !_capturingUnhandled && window.IndexOf(UnhandledMarker) is var at and >= 0)
         {
             _capturingUnhandled = true;
