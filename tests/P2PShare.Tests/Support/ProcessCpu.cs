@@ -22,14 +22,21 @@ public static class ProcessCpu
     }
 
     /// <summary>CPU time of one process (all its threads); zero when it is gone.</summary>
-    public static TimeSpan Of(int pid)
+    public static TimeSpan Of(int pid) => Read(pid, withReaped: false);
+
+    /// <summary>CPU time of one process plus that of the children it has waited for (a zygote's finished tasks).</summary>
+    public static TimeSpan WithReapedChildren(int pid) => Read(pid, withReaped: true);
+
+    private static TimeSpan Read(int pid, bool withReaped)
     {
         try
         {
             var stat = File.ReadAllText($"/proc/{pid}/stat");
             // The command name may hold spaces and parentheses: fields count from after the last ')'.
             var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            // utime, stime, cutime, cstime
             var ticks = long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
+            if (withReaped) ticks += long.Parse(fields[13], CultureInfo.InvariantCulture) + long.Parse(fields[14], CultureInfo.InvariantCulture);
             return TimeSpan.FromSeconds(ticks / TicksPerSecond);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
