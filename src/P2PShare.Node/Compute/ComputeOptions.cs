@@ -19,6 +19,7 @@ public sealed class ComputeOptions : IValidatableObject
     public static readonly TimeSpan DefaultTaskTimeout = TimeSpan.FromSeconds(60);
     public static readonly TimeSpan DefaultMaxTimeout = TimeSpan.FromHours(1);
     public static readonly TimeSpan DefaultJobRetention = TimeSpan.FromHours(24);
+    public static readonly TimeSpan DefaultIdleWorkerTimeout = TimeSpan.FromSeconds(30);
 
     /// <summary>Tasks that run at once. Default: the processor count.</summary>
     [Range(1, MaxSlots, ErrorMessage = "Compute:Slots must be 1..1024")]
@@ -36,6 +37,13 @@ public sealed class ComputeOptions : IValidatableObject
 
     /// <summary>Idle workers kept warm. Default: the processor count. At most <see cref="MaxLiveWorkers"/>.</summary>
     public int WarmWorkers { get; set; } = Environment.ProcessorCount;
+
+    /// <summary>
+    /// How long a worker stays idle (frozen) for the next task of the submitter it is bound to; then it
+    /// is discarded. A worker only ever runs tasks of one submitter.
+    /// </summary>
+    [TimeSpanAtLeast("00:00:00.100", ErrorMessage = "Compute:IdleWorkerTimeout must be at least 100 ms")]
+    public TimeSpan IdleWorkerTimeout { get; set; } = DefaultIdleWorkerTimeout;
 
     /// <summary>A worker is replaced after loading this many distinct programs, bounding its memory.</summary>
     [Range(1, int.MaxValue, ErrorMessage = "Compute:RecycleAfterPrograms must be at least 1")]

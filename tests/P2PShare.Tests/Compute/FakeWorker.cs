@@ -98,6 +98,12 @@ internal sealed class FakeWorker(FakeWorkerFactory factory, int processId) : IWo
         get { lock (_gate) return [.. _programs]; }
     }
 
+    /// <summary>Stopped (paused or frozen while idle): its run, if any, does not progress.</summary>
+    public bool IsPaused
+    {
+        get { lock (_gate) return _paused; }
+    }
+
     public int Pauses { get; private set; }
     public int Resumes { get; private set; }
     public int Kills { get; private set; }
@@ -149,6 +155,29 @@ internal sealed class FakeWorker(FakeWorkerFactory factory, int processId) : IWo
             if (!_paused || _dead) return;
             _paused = false;
             if (_run is { } run) ProgressLocked(run);
+        }
+    }
+
+    public int Freezes { get; private set; }
+    public int Thaws { get; private set; }
+
+    public void Freeze()
+    {
+        lock (_gate)
+        {
+            Freezes++;
+            if (_dead) return;
+            _paused = true;
+        }
+    }
+
+    public void Thaw()
+    {
+        lock (_gate)
+        {
+            Thaws++;
+            if (_dead) return;
+            _paused = false;
         }
     }
 

@@ -142,7 +142,7 @@ public sealed class PythonWorkerTests(ITestOutputHelper output) : IAsyncLifetime
     }
 
     [Fact]
-    public async Task The_process_that_said_hello_runs_the_program_and_sees_no_other_process()
+    public async Task The_process_that_said_hello_forks_the_program_which_sees_no_other_process()
     {
         var factory = Factory();
         var worker = await factory.StartWorkerAsync(CancellationToken.None);
@@ -157,18 +157,19 @@ public sealed class PythonWorkerTests(ITestOutputHelper output) : IAsyncLifetime
                     reached = True
                 except ProcessLookupError:
                     reached = False
-                return [int(os.readlink('/proc/self')), os.getpid(), reached]
+                return [os.getppid(), os.getpid(), reached]
             """, $"[{Environment.ProcessId}]"));
         output.WriteLine($"namespaced: {factory.Namespaced}; {result.ResultJson}");
         Assert.Equal(TaskErrorKind.None, result.ErrorKind);
         var seen = System.Text.Json.JsonSerializer.Deserialize<System.Text.Json.JsonElement[]>(result.ResultJson!)!;
-        // NSpid lists the worker's PID in every PID namespace it is in, the peer's first, its own last.
+        // NSpid lists the zygote's PID in every PID namespace it is in, the peer's first, its own last.
         var nspids = File.ReadLines($"/proc/{worker.ProcessId}/status").First(l => l.StartsWith("NSpid:", StringComparison.Ordinal))
             .Split('\t', StringSplitOptions.RemoveEmptyEntries).Skip(1).Select(int.Parse).ToArray();
-        Assert.Contains(seen[0].GetInt32(), nspids);
+        // The program ran in a fresh child of the process that said hello, not in it.
+        Assert.Equal(nspids[^1], seen[0].GetInt32());
+        Assert.NotEqual(nspids[^1], seen[1].GetInt32());
         if (factory.Namespaced)
         {
-            Assert.Equal(nspids[^1], seen[1].GetInt32());
             Assert.NotEqual(worker.ProcessId, seen[1].GetInt32());
             Assert.False(seen[2].GetBoolean(), "the program reached the peer's process");
         }
@@ -179,29 +180,51 @@ public sealed class PythonWorkerTests(ITestOutputHelper output) : IAsyncLifetime
     {
         var options = new ComputeOptions { Slots = 1, WarmWorkers = 1, MaxLiveWorkers = 4 };
         await using var scheduler = new ComputeScheduler([Factory()], Options.Create(options), TimeProvider.System, NullLogger<ComputeScheduler>.Instance);
-        // It stashes its secret argument in builtins and makes json.loads, which the worker parses
-        // the next request with, lie.
-        const string meddler = "import builtins, json\ndef main(secret):\n    builtins.stash = secret\n    json.loads = lambda *a, **k: [666]\n    return 'done'";
+        // It stashes its secret argument in builtins and a module, and makes json.loads and json.dumps,
+        // which the worker parses requests and encodes results with, lie.
+        const string meddler = """
+            import builtins, json, math
+            def main(secret):
+                builtins.stash = secret
+                math.stash = secret
+                json.loads = lambda *a, **k: [666]
+                json.dumps = lambda *a, **k: '"lie"'
+                return 'done'
+            """;
+        const string victim = """
+            import builtins, json, math, os
+            def main(x):
+                return [x, getattr(builtins, 'stash', None), getattr(math, 'stash', None), json.dumps([1]), hash('p2pshare'), os.getpid()]
+            """;
         var meddled = await scheduler.Submit("mallory", Request(meddler, "[\"s3cret\"]"), TimeSpan.FromSeconds(30)).Completion.WaitAsync(Deadline);
-        Assert.Equal("\"done\"", meddled.Result.ResultJson);
+        Assert.Equal("\"done\"", meddled.Result.ResultJson); // the worker frames its reply with its own json
 
-        // hash() of a str is salted per interpreter (PYTHONHASHSEED is random under -I): equal hashes
-        // would mean one interpreter served two tasks. PIDs cannot tell: each sandbox numbers from 1.
-        const string victim = "import builtins\ndef main(x):\n    return [x, getattr(builtins, 'stash', None), hash('p2pshare')]";
+        // The same submitter's next tasks run in the same zygote (hash() of a str is salted per
+        // interpreter, and a zygote's forks share its salt) but each in a fresh process.
         var watch = Stopwatch.StartNew();
-        var pids = new HashSet<long>();
+        var salts = new HashSet<long>();
+        var pids = new HashSet<int>();
         for (var i = 0; i < 10; i++)
         {
-            var outcome = await scheduler.Submit("alice", Request(victim, $"[{i}]"), TimeSpan.FromSeconds(30)).Completion.WaitAsync(Deadline);
+            var outcome = await scheduler.Submit("mallory", Request(victim, $"[{i}]"), TimeSpan.FromSeconds(30)).Completion.WaitAsync(Deadline);
             Assert.Equal(TaskErrorKind.None, outcome.Result.ErrorKind);
             var seen = System.Text.Json.JsonSerializer.Deserialize<System.Text.Json.JsonElement[]>(outcome.Result.ResultJson!)!;
             Assert.Equal(i, seen[0].GetInt32());
             Assert.Equal(System.Text.Json.JsonValueKind.Null, seen[1].ValueKind);
-            pids.Add(seen[2].GetInt64());
+            Assert.Equal(System.Text.Json.JsonValueKind.Null, seen[2].ValueKind);
+            Assert.Equal("[1]", seen[3].GetString());
+            salts.Add(seen[4].GetInt64());
+            pids.Add(seen[5].GetInt32());
         }
 
-        output.WriteLine($"10 sequential Python tasks, one interpreter each: {watch.Elapsed.TotalMilliseconds / 10:0} ms a task");
+        output.WriteLine($"10 sequential Python tasks of one submitter: {watch.Elapsed.TotalMilliseconds / 10:0.0} ms a task");
+        Assert.Single(salts);
         Assert.Equal(10, pids.Count);
+
+        // Another submitter never gets mallory's zygote.
+        var other = await scheduler.Submit("alice", Request(victim, "[0]"), TimeSpan.FromSeconds(30)).Completion.WaitAsync(Deadline);
+        var hers = System.Text.Json.JsonSerializer.Deserialize<System.Text.Json.JsonElement[]>(other.Result.ResultJson!)!;
+        Assert.DoesNotContain(hers[4].GetInt64(), salts);
     }
 
     [Fact]
@@ -262,12 +285,8 @@ public sealed class PythonWorkerTests(ITestOutputHelper output) : IAsyncLifetime
     public async Task Pause_stops_a_python_program_and_Resume_continues()
     {
         var worker = await StartAsync();
-        using var process = Process.GetProcessById(worker.ProcessId);
-        TimeSpan Cpu()
-        {
-            process.Refresh();
-            return process.TotalProcessorTime;
-        }
+        // The program runs in a child the zygote forks: count the zygote and its children.
+        TimeSpan Cpu() => ProcessCpu.OfTree(worker.ProcessId);
 
         var startCpu = Cpu();
         // ~1 s of CPU on this machine, whatever the load: the loop counts to a CPU-time target.

@@ -36,6 +36,7 @@ public sealed class OptionsValidationTests
     [InlineData("Compute:Slots=9;Compute:MaxLiveWorkers=8;Compute:WarmWorkers=0", "Compute:MaxLiveWorkers must be at least Compute:Slots")]
     [InlineData("Compute:WarmWorkers=-1", "Compute:WarmWorkers must be 0..Compute:MaxLiveWorkers")]
     [InlineData("Compute:RecycleAfterPrograms=0", "Compute:RecycleAfterPrograms must be at least 1")]
+    [InlineData("Compute:IdleWorkerTimeout=00:00:00.099", "Compute:IdleWorkerTimeout must be at least 100 ms")]
     [InlineData("Compute:DefaultTimeout=02:00:00", "Compute:DefaultTimeout must be positive and at most Compute:MaxTimeout")]
     [InlineData("Compute:WorkerHeapLimitBytes=16777215", "Compute:WorkerHeapLimitBytes must be at least 16 MiB")]
     [InlineData("Compute:MaxResultBytes=1023", "Compute:MaxResultBytes must be at least 1024")]

@@ -15,7 +15,8 @@ namespace P2PShare.Compute;
 /// keeps running when nobody else is waiting; otherwise its worker is paused (SIGSTOP) and resumed
 /// (SIGCONT) on a later turn.</para>
 /// <para><b>Live workers.</b> A started task keeps its worker until it ends, paused or not; at most
-/// <c>MaxLiveWorkers</c> tasks are started at once and later ones wait unstarted in their queues.</para>
+/// <c>MaxLiveWorkers</c> tasks are started at once and later ones wait unstarted in their queues. A
+/// task only ever gets a worker bound to its own submitter (<see cref="WorkerPool"/>).</para>
 /// <para><b>Timeouts count slot time.</b> A task's timeout is measured against the time it held a slot
 /// with its worker running; time queued, time waiting for a worker and time paused do not count, so
 /// time slicing on a busy peer never times out a task that would have finished on an idle one. The
@@ -87,7 +88,8 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
 
             // Idle cap above the warm count: workers coming back from busy slots are kept, not churned.
             var warm = factory.Language == TaskLanguages.CSharp ? _options.WarmWorkers : Math.Min(_options.PythonWarmWorkers, _options.WarmWorkers);
-            var pool = new WorkerPool(factory, warm, warm + _slots, factory.RecycleAfterPrograms ?? _options.RecycleAfterPrograms, time, logger, metrics);
+            var pool = new WorkerPool(factory, warm, warm + _slots, Math.Max(_maxLive, warm + 1), factory.RecycleAfterPrograms ?? _options.RecycleAfterPrograms,
+                _options.IdleWorkerTimeout, time, logger, metrics);
             pool.HealthChanged += RaiseChanged;
             _pools[factory.Language] = pool;
         }
@@ -438,7 +440,7 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
         IWorker worker;
         try
         {
-            worker = await PoolOf(task).RentAsync(_stopping.Token).ConfigureAwait(false);
+            worker = await PoolOf(task).RentAsync(task.Submitter, _stopping.Token).ConfigureAwait(false);
         }
         catch (Exception ex)
         {

@@ -53,6 +53,14 @@ public interface IWorker : IAsyncDisposable
 
     void Resume();
 
+    /// <summary>
+    /// Stops an idle worker so that whatever its last task left running (continuations, timers) uses
+    /// no CPU until <see cref="Thaw"/>, when its submitter's next task takes it. Same mechanism as <see cref="Pause"/>.
+    /// </summary>
+    void Freeze() => Pause();
+
+    void Thaw() => Resume();
+
     void Kill();
 }
 

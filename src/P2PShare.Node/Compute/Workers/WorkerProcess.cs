@@ -169,6 +169,7 @@ public sealed partial class WorkerProcess : IWorker
     private volatile bool _failed;
     private volatile bool _killed;
     private volatile bool _cancelled;
+    private bool _signalGroup;
 
     private WorkerProcess(Process process, string workDir, long heapLimitBytes, FrozenSet<int> reportable, ILogger logger, SandboxLease? sandbox)
     {
@@ -242,9 +243,10 @@ public sealed partial class WorkerProcess : IWorker
     /// </summary>
     /// <param name="inheritEnvironment">False: the process sees only <paramref name="environment"/>, none of the peer's.</param>
     /// <param name="reportableOutcomes">The outcome kinds this runtime's worker may report; any other is a protocol violation.</param>
+    /// <param name="signalGroup">The process that says hello leads a process group that also holds its tasks (a zygote): signals go to the group.</param>
     internal static Task<WorkerProcess> StartAsync(string fileName, IEnumerable<string> arguments, long heapLimitBytes,
         IReadOnlyDictionary<string, string> environment, bool inheritEnvironment, FrozenSet<int> reportableOutcomes, ILogger logger,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken, bool signalGroup = false)
     {
         var workDir = Path.Combine(Path.GetTempPath(), "p2pshare-workers", Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(workDir);
@@ -261,20 +263,20 @@ public sealed partial class WorkerProcess : IWorker
         if (!inheritEnvironment) start.Environment.Clear();
         foreach (var (key, value) in environment) start.Environment[key] = value;
 
-        return StartAsync(start, workDir, null, heapLimitBytes, reportableOutcomes, logger, cancellationToken);
+        return StartAsync(start, workDir, null, heapLimitBytes, reportableOutcomes, logger, signalGroup, cancellationToken);
     }
 
     /// <summary>Starts a worker behind the kernel wall; the worker owns <paramref name="sandbox"/> from here on.</summary>
     internal static Task<WorkerProcess> StartAsync(SandboxLease sandbox, long heapLimitBytes, FrozenSet<int> reportableOutcomes, ILogger logger,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken, bool signalGroup = false)
     {
         // The wrapper's own folder; the worker itself starts in its private tmpfs.
         var workDir = Path.GetTempPath();
-        return StartAsync(sandbox.StartInfo(workDir), null, sandbox, heapLimitBytes, reportableOutcomes, logger, cancellationToken);
+        return StartAsync(sandbox.StartInfo(workDir), null, sandbox, heapLimitBytes, reportableOutcomes, logger, signalGroup, cancellationToken);
     }
 
     private static async Task<WorkerProcess> StartAsync(ProcessStartInfo start, string? workDir, SandboxLease? sandbox, long heapLimitBytes,
-        FrozenSet<int> reportableOutcomes, ILogger logger, CancellationToken cancellationToken)
+        FrozenSet<int> reportableOutcomes, ILogger logger, bool signalGroup, CancellationToken cancellationToken)
     {
         var watch = Stopwatch.StartNew();
         var process = new Process { StartInfo = start };
@@ -291,7 +293,7 @@ public sealed partial class WorkerProcess : IWorker
             throw;
         }
 
-        var worker = new WorkerProcess(process, workDir ?? "", heapLimitBytes, reportableOutcomes, logger, sandbox);
+        var worker = new WorkerProcess(process, workDir ?? "", heapLimitBytes, reportableOutcomes, logger, sandbox) { _signalGroup = signalGroup };
         _ = Task.Run(() => worker.DrainStderrAsync(process.StandardError.BaseStream));
         try
         {
@@ -375,7 +377,15 @@ public sealed partial class WorkerProcess : IWorker
 
                 if (await pending.Answer.Task.ConfigureAwait(false) is { } answer)
                 {
-                    if (answer.ErrorKind == TaskErrorKind.Crashed) _failed = true; // the worker itself says it is confused
+                    if (answer.ErrorKind == TaskErrorKind.Crashed)
+                    {
+                        _failed = true; // the worker itself says it is confused, or a zygote's task died
+                        // A zygote's task killed by the kernel's OOM killer: the zygote only saw a SIGKILL.
+                        if (_sandbox?.Cgroup is { WasOutOfMemory: true })
+                            return ExecutionResult.Failure(TaskErrorKind.OutOfMemory,
+                                $"out of memory: the worker's memory limit of {Bytes.Format(_sandbox.MemoryLimitBytes)} was exceeded", answer.Output);
+                    }
+
                     return answer;
                 }
             }
@@ -554,7 +564,9 @@ public sealed partial class WorkerProcess : IWorker
     {
         // Everything the task forked, wherever it moved in the process tree.
         _sandbox?.Cgroup?.KillAll();
-        // The program's process first, so that its launcher reaps it and exits by itself.
+        // The program's process first, so that its launcher reaps it and exits by itself; a zygote's
+        // whole group, so that its task dies with it even where no cgroup or PID namespace holds them.
+        if (_signalGroup && !HasExited) SendSignal(-ProcessId, SigKill);
         if (ProcessId != _process.Id && !HasExited) SendSignal(ProcessId, SigKill);
         try
         {
@@ -636,6 +648,8 @@ public sealed partial class WorkerProcess : IWorker
     private void Signal(int signal)
     {
         if (HasExited) return;
+        // A zygote and the task it forked stop and go on together; if it has no group of its own, the PID alone.
+        if (_signalGroup && SendSignal(-ProcessId, signal) == 0) return;
         if (SendSignal(ProcessId, signal) != 0)
             LogSignalFailed(ProcessId, signal, Marshal.GetLastPInvokeError());
     }

@@ -69,6 +69,32 @@ public sealed class SandboxedWorkerTests(ITestOutputHelper output) : IAsyncLifet
         Assert.NotEqual(uids[0], uids[1]);
     }
 
+    [RootFact]
+    public async Task A_python_zygote_is_not_dumpable_so_its_tasks_cannot_open_its_memory()
+    {
+        var options = Microsoft.Extensions.Options.Options.Create(Options());
+        var csharp = await Start(new WorkerProcessFactory(options, NullLogger<WorkerProcessFactory>.Instance));
+        var python = await Start(new PythonWorkerFactory(options, NullLogger<PythonWorkerFactory>.Instance));
+        // The kernel gives a non-dumpable process's /proc files to root: its own uid (and so the
+        // tasks it forks, which run as that uid) cannot open /proc/PID/mem. The C# worker is the control.
+        static (int Uid, int MemOwner) Ids(int pid)
+        {
+            var uid = int.Parse(File.ReadLines($"/proc/{pid}/status").First(l => l.StartsWith("Uid:", StringComparison.Ordinal))[4..]
+                .Split('\t', StringSplitOptions.RemoveEmptyEntries)[0]);
+            var stat = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("stat", ["-c", "%u", $"/proc/{pid}/mem"]) { RedirectStandardOutput = true })!;
+            var owner = int.Parse(stat.StandardOutput.ReadToEnd().Trim());
+            stat.WaitForExit();
+            return (uid, owner);
+        }
+
+        var (csharpUid, csharpOwner) = Ids(csharp.ProcessId);
+        var (pythonUid, pythonOwner) = Ids(python.ProcessId);
+        output.WriteLine($"C# worker uid {csharpUid}, mem owner {csharpOwner}; python zygote uid {pythonUid}, mem owner {pythonOwner}");
+        Assert.Equal(csharpUid, csharpOwner);
+        Assert.NotEqual(pythonUid, pythonOwner);
+        Assert.Equal(0, pythonOwner);
+    }
+
     [Fact]
     public async Task A_python_task_behind_the_wall_sees_no_peer_files_no_environment_and_no_network()
     {

@@ -5,19 +5,25 @@ is a frame -- a 4-byte little-endian payload length, then the payload: a 4-byte 
 length, a UTF-8 JSON header, then raw bytes (here: a program's source in a request, the result JSON
 in a reply). The first frame is a hello; then one reply per request, one request at a time.
 
-The sandbox is defence in depth, not a security boundary (see the README): the peer starts this
-script with `python3 -I -B` in an empty temporary folder with an empty environment, inside empty
-network and PID namespaces when the machine allows them, and gives each worker one task only. This
-script lowers its own resource limits and installs an audit hook, before any program runs and for
-good, that refuses network, processes, file access outside the interpreter's library, ctypes and the
-like. Time slicing (SIGSTOP/SIGCONT), timeouts and cancels are the peer's: it stops or kills this
-process.
+It is a zygote: it starts behind the peer's kernel wall (or, with Compute:Isolation=none, in an
+empty folder with an empty environment), imports the modules programs commonly use, makes itself
+non-dumpable (so a task cannot read or write it through /proc/PID/mem), lowers its resource limits
+and arms an audit hook that refuses network, processes, file access outside the interpreter's
+library, ctypes and the like; then it says hello. For every request it compiles the program (kept
+for later requests) and forks: the child closes the protocol pipes, waits until the zygote has set
+its own limits (RLIMIT_AS at its heap share, RLIMIT_CPU as a backstop), runs the program and writes
+its reply to a private pipe, then exits; the zygote relays the reply, or reports how the child died,
+and kills whatever the child left behind. So every task starts from a clean interpreter in about a
+millisecond, and nothing a task changes (modules, builtins, globals) reaches the next one. The peer
+binds a zygote to one submitter. Time slicing (the cgroup freezer, or SIGSTOP/SIGCONT to the
+zygote's process group), timeouts and cancels are the peer's: it stops or kills the whole sandbox.
 
-Usage: python3 -I -B p2pshare_worker.py HEAP_LIMIT_BYTES
+Usage: python3 -I -B p2pshare_worker.py HEAP_LIMIT_BYTES [CPU_SECONDS_PER_TASK] [--reap]
+
+--reap: the zygote has a PID namespace and /proc of its own, so after each task it kills every
+process it sees but PID 1 and itself.
 """
 
-# Few and light imports: every task starts a fresh interpreter (inspect and traceback alone would add
-# a quarter to its start).
 import builtins
 import io
 import json
@@ -31,6 +37,9 @@ NONE, COMPILE_ERROR, NOT_ALLOWED, INVALID_ARGUMENTS, EXCEPTION, OUT_OF_MEMORY, C
 MAX_FRAME_BYTES = 512 * 1024 * 1024
 MAX_ERROR_CHARS = 4096  # WorkerFrames.MaxErrorChars: the peer refuses longer errors (counted in UTF-16 units)
 PROGRAM_FILE = "<program>"
+# Bound once: a program that replaces json.dumps or json.loads changes what it sees, not how its
+# reply is framed.
+JSON_DUMPS, JSON_LOADS = json.dumps, json.loads
 
 # Events refused outright (prefix match): network, processes, ctypes, file changes, process limits.
 DENIED_EVENT_PREFIXES = (
@@ -60,8 +69,8 @@ DENIED_MODULES = frozenset((
 # (a tripwire: a program rebuilding a built-in module behind the import system gets them back; the
 # PID namespace, where the machine allows one, is what really keeps other processes out of reach).
 UNAUDITED_PROCESS_FUNCTIONS = {
-    "posix": ("pidfd_open", "setpriority", "sched_setaffinity", "sched_setscheduler", "sched_setparam", "setpgid", "setns", "unshare"),
-    "os": ("pidfd_open", "setpriority", "sched_setaffinity", "sched_setscheduler", "sched_setparam", "setpgid", "setns", "unshare"),
+    "posix": ("pidfd_open", "setpriority", "sched_setaffinity", "sched_setscheduler", "sched_setparam", "setpgid", "setpgrp", "setsid", "setns", "unshare"),
+    "os": ("pidfd_open", "setpriority", "sched_setaffinity", "sched_setscheduler", "sched_setparam", "setpgid", "setpgrp", "setsid", "setns", "unshare"),
     "_signal": ("pidfd_send_signal",),
 }
 
@@ -74,12 +83,14 @@ class ImportNotAllowed(NotAllowed, ImportError):
     """A refused import: an ImportError too, so that a library's optional import degrades as if the module were missing."""
 
 
-def make_audit_hook(readable_roots):
+def make_audit_hook(readable_roots, zygote_pid):
     """
     The audit hook. Everything it consults is bound here, as immutable values and built-in (C) objects:
     a program can rebind module globals and builtins, but not a closure it cannot reach (the hook is
     referenced only by the interpreter, and gc's object walks are refused). A program may change the
     NotAllowed classes, but whatever the hook raises, even another error, still stops the operation.
+    The zygote itself (zygote_pid) runs only this script, never a program, so the hook lets it fork,
+    set its children's limits and kill what they leave; every forked task is checked in full.
     """
     denied_prefixes = DENIED_EVENT_PREFIXES
     denied_modules = DENIED_MODULES
@@ -89,6 +100,7 @@ def make_audit_hook(readable_roots):
     str_type, bytes_type, int_type = str, bytes, int
     is_instance = isinstance
     getcwd = os.getcwd
+    getpid = os.getpid
 
     def normalized(path):
         # Lexical, with str methods only: no helper a program could have replaced.
@@ -119,6 +131,8 @@ def make_audit_hook(readable_roots):
         return False
 
     def audit(event, args):
+        if getpid() == zygote_pid:
+            return
         if event == "open":
             path, mode, flags = args[0], args[1], args[2]
             writing = is_instance(mode, str_type) and ("w" in mode or "a" in mode or "x" in mode or "+" in mode)
@@ -211,11 +225,11 @@ class Protocol:
         (header_length,) = struct.unpack("<i", payload[:4])
         if header_length < 0 or header_length > length - 4:
             raise ValueError("bad header length %d" % header_length)
-        header = json.loads(payload[4:4 + header_length].decode("utf-8"))
+        header = JSON_LOADS(payload[4:4 + header_length].decode("utf-8"))
         return header, payload[4 + header_length:]
 
     def write(self, header, body=b""):
-        head = json.dumps(header).encode("utf-8")
+        head = JSON_DUMPS(header).encode("utf-8")
         self.out.write(struct.pack("<ii", 4 + len(head) + len(body), len(head)) + head + body)
         self.out.flush()
 
@@ -262,7 +276,7 @@ def run(code, request):
     max_result = int(request.get("MaxResultBytes", 16 * 1024 * 1024))
     function = request.get("Function") or "main"
     try:
-        args = json.loads(request.get("ArgsJson") or "[]")
+        args = JSON_LOADS(request.get("ArgsJson") or "[]")
     except ValueError as e:
         return reply(INVALID_ARGUMENTS, "InvalidArguments: args are not valid JSON: %s" % e)
     if not isinstance(args, list):
@@ -292,7 +306,7 @@ def run(code, request):
             result = drive(result)
         # Still under the hook: encoding a dict subclass calls the program's own items().
         try:
-            data = json.dumps(result, allow_nan=False, ensure_ascii=False).encode("utf-8")
+            data = JSON_DUMPS(result, allow_nan=False, ensure_ascii=False).encode("utf-8")
         except (TypeError, ValueError) as e:
             return reply(EXCEPTION, "Exception: the result of type %s is not JSON-serializable: %s" % (type(result).__name__, e), output.value())
         if len(data) > max_result:
@@ -330,6 +344,18 @@ def compile_program(source):
         return None, "CompileError: %s" % describe(e)
 
 
+# Imported once by the zygote so that tasks find them loaded: what programs commonly use.
+PRELOADED_MODULES = (
+    "math", "cmath", "random", "statistics", "decimal", "fractions", "numbers", "re", "string", "textwrap",
+    "collections", "collections.abc", "itertools", "functools", "operator", "heapq", "bisect", "array",
+    "copy", "dataclasses", "enum", "typing", "datetime", "time", "calendar", "hashlib", "hmac", "base64",
+    "binascii", "zlib", "struct", "json", "csv", "io", "unicodedata", "difflib", "pprint", "contextlib",
+    "abc", "traceback", "inspect", "uuid",
+)
+PR_SET_DUMPABLE = 4
+KILLED_EXIT = 70  # the child's own code for "something failed before the program could answer"
+
+
 def address_space_bytes():
     with open("/proc/self/status", "rb") as status:
         for line in status:
@@ -346,11 +372,176 @@ def host_pid():
         return os.getpid()
 
 
+def make_non_dumpable():
+    """
+    prctl(PR_SET_DUMPABLE, 0): no process of the same uid (the tasks this zygote forks) may open its
+    /proc/PID/mem or trace it. Forked children inherit it. Before the hook is armed, since tasks may
+    not use ctypes; the module is dropped again afterwards. False when this interpreter has no ctypes.
+    """
+    try:
+        import ctypes
+    except ImportError:
+        return False
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def preload():
+    for name in PRELOADED_MODULES:
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+
+
+def read_all(fd, limit):
+    """Everything the child wrote until it closed the pipe; None when it wrote more than limit bytes."""
+    chunks, size = [], 0
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+
+
+def reap_leftovers(own_pid):
+    """Kills every process of this PID namespace but PID 1 (the launcher) and the zygote: what a task forked dies with it."""
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return
+    for name in names:
+        if name.isdigit() and name != "1" and int(name) != own_pid:
+            try:
+                os.kill(int(name), 9)
+            except OSError:
+                pass
+
+
+def frame(header, body=b""):
+    head = JSON_DUMPS(header).encode("utf-8")
+    return struct.pack("<ii", 4 + len(head) + len(body), len(head)) + head + body
+
+
+def run_in_child(code, request, sequence, protocol_fds, go, answer, heap_limit):
+    """The forked task: never returns. Its reply goes to the zygote through `answer`, never to the peer directly."""
+    status = 0
+    try:
+        for fd in protocol_fds:
+            os.close(fd)
+        os.read(go, 1)  # the zygote has set this process's limits
+        os.close(go)
+        try:
+            header, data = run(code, request)
+        except MemoryError:
+            header, data = reply(OUT_OF_MEMORY, "OutOfMemory: the program exceeded the worker's memory limit of %d MiB" % (heap_limit >> 20))
+            status = 3
+        header["Sequence"] = sequence
+        message = frame(header, data)
+        view = memoryview(message)
+        while view:
+            view = view[os.write(answer, view):]
+    except MemoryError:
+        status = KILLED_EXIT
+    except BaseException:
+        status = KILLED_EXIT
+    os._exit(status)
+
+
+def serve(protocol, protocol_fds, heap_limit, cpu_seconds, reap, zygote_pid):
+    programs = {}
+    as_hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    while True:
+        message = protocol.read()
+        if message is None:
+            return 0
+        request, body = message
+        sequence = request.get("Sequence", 0)
+        key = request.get("Hash", "")
+        try:
+            if body:
+                programs[key] = compile_program(body.decode("utf-8", "replace"))
+        except MemoryError:
+            programs.clear()
+            header, data = reply(OUT_OF_MEMORY, "OutOfMemory: the program exceeded the worker's memory limit of %d MiB" % (heap_limit >> 20))
+            header["Sequence"] = sequence
+            protocol.write(header, data)
+            return 3
+        if key not in programs:
+            header, data = reply(CRASHED, "Crashed: the worker does not hold program %s" % key)
+        else:
+            code, error = programs[key]
+            if code is None:
+                header, data = reply(COMPILE_ERROR, error)
+            else:
+                status, answer = fork_and_run(code, request, sequence, protocol_fds, heap_limit, cpu_seconds, as_hard)
+                if reap:
+                    reap_leftovers(zygote_pid)
+                if answer is not None:
+                    protocol.out.write(answer)
+                    protocol.out.flush()
+                    if status == 3:
+                        return 3  # out of memory: as before the zygote, the peer starts a fresh one
+                    continue
+                header, data = reply(CRASHED, "Crashed: %s" % status)
+        header["Sequence"] = sequence
+        protocol.write(header, data)
+
+
+def fork_and_run(code, request, sequence, protocol_fds, heap_limit, cpu_seconds, as_hard):
+    """Runs one request in a forked child. (exit status, the child's reply) or (why it died, None)."""
+    go_read, go_write = os.pipe()
+    answer_read, answer_write = os.pipe()
+    base = address_space_bytes() if heap_limit > 0 else 0
+    pid = os.fork()
+    if pid == 0:
+        os.close(go_write)
+        os.close(answer_read)
+        run_in_child(code, request, sequence, protocol_fds, go_read, answer_write, heap_limit)
+    os.close(go_read)
+    os.close(answer_write)
+    try:
+        if heap_limit > 0:
+            limit = min(base + heap_limit, as_hard) if as_hard != resource.RLIM_INFINITY else base + heap_limit
+            resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
+        if cpu_seconds > 0:
+            resource.prlimit(pid, resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
+        os.write(go_write, b"g")
+    finally:
+        os.close(go_write)
+    limit = int(request.get("MaxResultBytes", 0)) + int(request.get("MaxOutputBytes", 0)) + 4 * MAX_ERROR_CHARS + 4096
+    try:
+        data = read_all(answer_read, min(limit, MAX_FRAME_BYTES))
+    finally:
+        os.close(answer_read)
+    if data is None:
+        os.kill(pid, 9)
+    _, wait_status = os.waitpid(pid, 0)
+    if data is None:
+        return "the task wrote more than a reply may hold", None
+    if os.WIFSIGNALED(wait_status):
+        return "the task's process was killed by signal %d" % os.WTERMSIG(wait_status), None
+    code = os.WEXITSTATUS(wait_status)
+    if code in (0, 3) and data:
+        return code, data
+    if code == KILLED_EXIT:
+        return "the task's process failed before it could answer", None
+    return "the task's process exited with code %d" % code, None
+
+
 def main():
     heap_limit = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    cpu_seconds = int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2].isdigit() else 0
+    reap = "--reap" in sys.argv[1:]
 
     # The protocol gets private copies of the pipes; fd 0 and 1 become /dev/null so that a program
-    # can neither read requests nor corrupt replies by writing to standard output.
+    # can neither read requests nor corrupt replies by writing to standard output. Forked tasks
+    # close the copies too.
     inp = os.fdopen(os.dup(0), "rb", buffering=1 << 16)
     out = os.fdopen(os.dup(1), "wb", buffering=0)
     null = os.open(os.devnull, os.O_RDWR)
@@ -361,47 +552,38 @@ def main():
     protocol = Protocol(inp, out)
     pid = host_pid()
     os.environ.clear()  # the peer passes none; nothing of its environment is a program's business
+    try:
+        # A group of its own: without a freezer the peer pauses the zygote and its task together.
+        os.setpgid(0, 0)
+    except OSError:
+        pass
+    make_non_dumpable()
+    preload()
 
     readable_roots = sorted({os.path.realpath(p) for p in sys.path if p and os.path.isabs(p)})
     neuter_unaudited_functions()
     for name in DENIED_MODULES:
-        # Start-up may have loaded one (site imports pwd when there is no HOME): a program's import
-        # must reach the hook, which sees only modules not loaded yet.
+        # Start-up may have loaded one (site imports pwd when there is no HOME; ctypes above): a
+        # program's import must reach the hook, which sees only modules not loaded yet.
+        sys.modules.pop(name, None)
+    for name in [n for n in sys.modules if n.startswith("ctypes.")]:
         sys.modules.pop(name, None)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
     if heap_limit > 0:
-        # The program's share on top of what the interpreter already maps.
-        limit = address_space_bytes() + heap_limit
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    sys.addaudithook(make_audit_hook(readable_roots))
+        # The program's share on top of what the interpreter already maps; the hard limit leaves the
+        # zygote room to relay a large reply, and each task gets its share from there.
+        base = address_space_bytes()
+        resource.setrlimit(resource.RLIMIT_AS, (base + heap_limit, base + 2 * heap_limit))
+    import gc
+    gc.collect()
+    # Objects the zygote holds are never collected in a task, so forks share their pages.
+    gc.freeze()
+    zygote_pid = os.getpid()
+    sys.addaudithook(make_audit_hook(readable_roots, zygote_pid))
 
     protocol.write({"ProcessId": pid})
-    programs = {}
-    while True:
-        frame = protocol.read()
-        if frame is None:
-            return 0
-        request, body = frame
-        sequence = request.get("Sequence", 0)
-        key = request.get("Hash", "")
-        try:
-            if body:
-                programs[key] = compile_program(body.decode("utf-8", "replace"))
-            if key not in programs:
-                header, data = reply(CRASHED, "Crashed: the worker does not hold program %s" % key)
-            else:
-                code, error = programs[key]
-                header, data = reply(COMPILE_ERROR, error) if code is None else run(code, request)
-        except MemoryError:
-            # The memory cap was hit: say so, then leave; this worker's memory is not to be trusted.
-            programs.clear()
-            header, data = reply(OUT_OF_MEMORY, "OutOfMemory: the program exceeded the worker's memory limit of %d MiB" % (heap_limit >> 20))
-            header["Sequence"] = sequence
-            protocol.write(header, data)
-            return 3
-        header["Sequence"] = sequence
-        protocol.write(header, data)
+    return serve(protocol, (inp.fileno(), out.fileno()), heap_limit, cpu_seconds, reap, zygote_pid)
 
 
 if __name__ == "__main__":
