@@ -382,8 +382,10 @@ public sealed partial class WorkerProcess : IWorker
                         _failed = true; // the worker itself says it is confused, or a zygote's task died
                         // A zygote's task killed by the kernel's OOM killer: the zygote only saw a SIGKILL.
                         if (_sandbox?.Cgroup is { WasOutOfMemory: true })
+                        {
                             return ExecutionResult.Failure(TaskErrorKind.OutOfMemory,
                                 $"out of memory: the worker's memory limit of {Bytes.Format(_sandbox.MemoryLimitBytes)} was exceeded", answer.Output);
+                        }
                     }
 
                     return answer;
