@@ -10,6 +10,7 @@ namespace P2PShare.Tests.Compute;
 /// garbage, and program texts that make Roslyn eat memory, end in clear CompileErrors, never in a
 /// peer that waits, allocates what it is told or grows.
 /// </summary>
+[Collection(SerialComputeCollection.Name)] // measures the whole process
 public sealed class CompilerProcessTests
 {
     // A "compiler" that says hello properly, reads the first request, answers it with ANSWER (hex) and then does THEN.
@@ -76,6 +77,41 @@ public sealed class CompilerProcessTests
         var ex = await Assert.ThrowsAsync<TaskRejectedException>(() => compiler.CompileAsync("int main() => 3;", null));
         Assert.StartsWith("CompileError: the compiler crashed (exit code 9", ex.Message);
         Assert.Equal(0, compiler.CacheUsage.Programs);
+    }
+
+    /// <summary>
+    /// Constant strings doubled: 35 lines of text, a 128-million-character constant Roslyn must build
+    /// (256 MB) to emit it.
+    /// </summary>
+    internal static string MemoryBomb(int doublings = 22) =>
+        "const string s0 = \"0123456789abcdef0123456789abcdef\";\n"
+        + string.Concat(Enumerable.Range(1, doublings).Select(i => $"const string s{i} = s{i - 1} + s{i - 1};\n"))
+        + $"string main() => s{doublings};";
+
+    [Fact]
+    public async Task A_program_text_that_makes_Roslyn_eat_memory_ends_CompileError_out_of_memory_and_the_peer_does_not_grow()
+    {
+        await using var compiler = new ProgramCompiler(NullLogger<ProgramCompiler>.Instance, 10, long.MaxValue, TimeSpan.FromSeconds(20),
+            new CompilerLaunch(ProgramCompiler.DefaultCompilerPath, 128 * Bytes.MiB, null), processes: 1);
+        compiler.Compile("int main() => 0;", null);
+        var before = WorkingSet();
+
+        var ex = await Assert.ThrowsAsync<TaskRejectedException>(() => compiler.CompileAsync(MemoryBomb(), null));
+        Assert.Equal(TaskErrorKind.CompileError, ex.TaskError);
+        Assert.Equal("CompileError: compilation ran out of memory (the compiler's heap limit of 128 MiB)", ex.Message);
+        var growth = WorkingSet() - before;
+        Assert.True(growth < 50 * Bytes.MiB, $"the peer grew by {growth / 1048576.0:0.0} MB");
+        // The verdict is cached, and a fresh compiler takes the next program.
+        var runs = compiler.CompilationsRun;
+        await Assert.ThrowsAsync<TaskRejectedException>(() => compiler.CompileAsync(MemoryBomb(), null));
+        Assert.Equal(runs, compiler.CompilationsRun);
+        Assert.Equal("main", compiler.Compile("int main() => 5;", null).Function);
+    }
+
+    private static long WorkingSet()
+    {
+        using var self = Process.GetCurrentProcess();
+        return self.WorkingSet64;
     }
 
     private static string Frame(string header, int bodyBytes)
