@@ -42,14 +42,15 @@ internal static class WorkerFrames
     // Reads grow their buffer as bytes actually arrive, so a large claimed length costs nothing until sent.
     private const int FirstChunkBytes = 64 * 1024;
 
-    public static async Task WriteAsync<T>(Stream stream, T header, ReadOnlyMemory<byte> body, CancellationToken cancellationToken)
+    /// <param name="json">Where the header's serializer comes from: another protocol on the same frames brings its own; default the worker's.</param>
+    public static async Task WriteAsync<T>(Stream stream, T header, ReadOnlyMemory<byte> body, CancellationToken cancellationToken, JsonSerializerContext? json = null)
     {
-        var json = JsonSerializer.SerializeToUtf8Bytes(header, typeof(T), WorkerProtocolJson.Default);
+        var headerBytes = JsonSerializer.SerializeToUtf8Bytes(header, typeof(T), json ?? WorkerProtocolJson.Default);
         var prefix = new byte[8];
-        BinaryPrimitives.WriteInt32LittleEndian(prefix, checked(4 + json.Length + body.Length));
-        BinaryPrimitives.WriteInt32LittleEndian(prefix.AsSpan(4), json.Length);
+        BinaryPrimitives.WriteInt32LittleEndian(prefix, checked(4 + headerBytes.Length + body.Length));
+        BinaryPrimitives.WriteInt32LittleEndian(prefix.AsSpan(4), headerBytes.Length);
         await stream.WriteAsync(prefix, cancellationToken).ConfigureAwait(false);
-        await stream.WriteAsync(json, cancellationToken).ConfigureAwait(false);
+        await stream.WriteAsync(headerBytes, cancellationToken).ConfigureAwait(false);
         if (!body.IsEmpty) await stream.WriteAsync(body, cancellationToken).ConfigureAwait(false);
         await stream.FlushAsync(cancellationToken).ConfigureAwait(false);
     }
@@ -59,18 +60,19 @@ internal static class WorkerFrames
     /// closed the pipe between frames).
     /// </summary>
     /// <exception cref="WorkerProtocolException">The frame is over the limit, truncated or malformed.</exception>
-    public static async Task<WorkerFrame<T>?> ReadAsync<T>(Stream stream, FrameLimit limit, CancellationToken cancellationToken)
+    public static async Task<WorkerFrame<T>?> ReadAsync<T>(Stream stream, FrameLimit limit, CancellationToken cancellationToken, JsonSerializerContext? json = null)
         where T : class
     {
         var prefix = new byte[4];
         var got = await stream.ReadAtLeastAsync(prefix, 4, throwOnEndOfStream: false, cancellationToken).ConfigureAwait(false);
         if (got == 0) return null;
         if (got < 4) throw new WorkerProtocolException("the pipe closed inside a frame");
-        return await ReadAfterPrefixAsync<T>(stream, BinaryPrimitives.ReadInt32LittleEndian(prefix), limit, cancellationToken).ConfigureAwait(false);
+        return await ReadAfterPrefixAsync<T>(stream, BinaryPrimitives.ReadInt32LittleEndian(prefix), limit, cancellationToken, json).ConfigureAwait(false);
     }
 
     /// <summary>Reads the rest of a frame whose length prefix was already read (by a reader that had to see it first to pick the limit).</summary>
-    public static async Task<WorkerFrame<T>> ReadAfterPrefixAsync<T>(Stream stream, int length, FrameLimit limit, CancellationToken cancellationToken)
+    public static async Task<WorkerFrame<T>> ReadAfterPrefixAsync<T>(Stream stream, int length, FrameLimit limit, CancellationToken cancellationToken,
+        JsonSerializerContext? json = null)
         where T : class
     {
         if (length < 4) throw new WorkerProtocolException($"frame length {length}");
@@ -86,7 +88,7 @@ internal static class WorkerFrames
         T? header;
         try
         {
-            header = (T?)JsonSerializer.Deserialize(headerBytes, typeof(T), WorkerProtocolJson.Default);
+            header = (T?)JsonSerializer.Deserialize(headerBytes, typeof(T), json ?? WorkerProtocolJson.Default);
         }
         catch (JsonException e)
         {

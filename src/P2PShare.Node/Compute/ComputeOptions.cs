@@ -160,6 +160,34 @@ public sealed class ComputeOptions : IValidatableObject
     [Range(64, int.MaxValue, ErrorMessage = "Compute:WorkerMaxOpenFiles must be at least 64")]
     public int WorkerMaxOpenFiles { get; set; } = DefaultWorkerMaxOpenFiles;
 
+    public const int DefaultCompilerProcesses = 2;
+    public const int MaxCompilerProcesses = 64;
+    public const long DefaultCompilerHeapLimitBytes = 512 * Bytes.MiB;
+    public static readonly TimeSpan DefaultCompileTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Warm <c>p2pshare-compiler</c> processes, and so C# programs compiled at once; more queue. Each
+    /// costs ~100 MB while it lives, and a compile bomb takes one core of one of them for up to
+    /// <see cref="CompileTimeout"/>: two keep one compile bomb from stalling every other new program.
+    /// </summary>
+    [Range(1, MaxCompilerProcesses, ErrorMessage = "Compute:CompilerProcesses must be 1..64")]
+    public int CompilerProcesses { get; set; } = DefaultCompilerProcesses;
+
+    /// <summary>
+    /// Heap cap of each compiler process (DOTNET_GCHeapHardLimit); behind the kernel wall its cgroup
+    /// also bounds native memory (this + <see cref="WorkerNativeBytes"/> + the tmpfs caps). A program
+    /// text that needs more ends <c>CompileError: compilation ran out of memory</c>.
+    /// </summary>
+    [Range(64 * Bytes.MiB, long.MaxValue, ErrorMessage = "Compute:CompilerHeapLimitBytes must be at least 64 MiB")]
+    public long CompilerHeapLimitBytes { get; set; } = DefaultCompilerHeapLimitBytes;
+
+    /// <summary>
+    /// How long Roslyn and the deny-list may take over one program text; past it the compiler process
+    /// is killed and the program ends <c>CompileError: compilation took longer than 10 s</c> (cached).
+    /// </summary>
+    [TimeSpanAtLeast("00:00:00.100", ErrorMessage = "Compute:CompileTimeout must be at least 100 ms")]
+    public TimeSpan CompileTimeout { get; set; } = DefaultCompileTimeout;
+
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         if (MaxLiveWorkers < Slots)

@@ -2,12 +2,21 @@ using System.Diagnostics;
 using System.Text;
 using Microsoft.Extensions.Logging.Abstractions;
 using P2PShare.Compute;
+using P2PShare.Tests.Support;
 
 namespace P2PShare.Tests.Compute;
 
-public sealed class ProgramCompilerTests
+/// <summary>One warm compiler (and its processes) shared by the tests that only ask what compiles.</summary>
+public sealed class SharedCompiler : IDisposable
 {
-    private readonly ProgramCompiler _compiler = new(NullLogger<ProgramCompiler>.Instance);
+    public ProgramCompiler Compiler { get; } = new(NullLogger<ProgramCompiler>.Instance);
+
+    public void Dispose() => Compiler.Dispose();
+}
+
+public sealed class ProgramCompilerTests(SharedCompiler shared) : IClassFixture<SharedCompiler>
+{
+    private readonly ProgramCompiler _compiler = shared.Compiler;
 
     private TaskRejectedException Rejected(string program, string? function = null) =>
         Assert.Throws<TaskRejectedException>(() => _compiler.Compile(program, function));
@@ -236,27 +245,37 @@ public sealed class ProgramCompilerTests
     }
 
     [Fact]
-    public void A_program_text_that_keeps_Roslyn_busy_ends_CompileError_at_the_time_limit()
+    public async Task A_program_text_that_keeps_Roslyn_busy_ends_CompileError_at_the_time_limit_and_its_compiler_process_is_killed()
     {
-        using var compiler = new ProgramCompiler(NullLogger<ProgramCompiler>.Instance, 10, long.MaxValue, TimeSpan.FromSeconds(2));
+        await using var compiler = new ProgramCompiler(NullLogger<ProgramCompiler>.Instance, 10, long.MaxValue, TimeSpan.FromSeconds(2), processes: 1);
+        compiler.Compile("int main() => 0;", null); // a warm process: the limit counts from the compile, not the process start
+        var roslyn = Assert.Single(compiler.CompilerProcessIds);
+
         var watch = Stopwatch.StartNew();
-        var ex = Assert.Throws<TaskRejectedException>(() => compiler.Compile(CompileBomb(10), null)); // ~5 s here
+        var ex = await Assert.ThrowsAsync<TaskRejectedException>(() => compiler.CompileAsync(CompileBomb(14), null)); // minutes of Roslyn's time
         watch.Stop();
         Assert.Equal(TaskErrorKind.CompileError, ex.TaskError);
         Assert.Equal("CompileError: compilation took longer than 2 s", ex.Message);
-        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(4), $"the compile was stopped after {watch.Elapsed.TotalSeconds:0.0} s");
-        // The refusal is cached: the same text does not take Roslyn's time again.
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(3.5), $"the compile was answered after {watch.Elapsed.TotalSeconds:0.0} s");
+        // Roslyn ignores cancellation: only killing its process stops it burning a core.
+        await Eventually.TrueAsync(() => Task.FromResult(!ProcessExists(roslyn)), TimeSpan.FromSeconds(1), $"compiler process {roslyn} still exists");
+
+        // The refusal is cached: the same text does not take a compiler's time again.
         var runs = compiler.CompilationsRun;
-        Assert.Throws<TaskRejectedException>(() => compiler.Compile(CompileBomb(10), null));
+        Assert.Throws<TaskRejectedException>(() => compiler.Compile(CompileBomb(14), null));
         Assert.Equal(runs, compiler.CompilationsRun);
-        // The next program compiles once Roslyn has let go of the thread.
+        // A replacement compiles the next program.
         Assert.Equal("main", compiler.Compile("int main() => 1;", null).Function);
+        Assert.DoesNotContain(roslyn, compiler.CompilerProcessIds);
     }
+
+    private static bool ProcessExists(int pid) =>
+        File.Exists($"/proc/{pid}/status") && !File.ReadAllText($"/proc/{pid}/status").Contains("State:\tZ", StringComparison.Ordinal);
 
     [Fact]
     public void Second_compile_of_the_same_text_comes_from_the_cache_without_Roslyn()
     {
-        const string program = "int main(int x) => x + 41;";
+        const string program = "int main(int x) => x + 4141;";
         var first = _compiler.Compile(program, null);
         var runs = _compiler.CompilationsRun;
         var watch = Stopwatch.StartNew();
@@ -273,7 +292,7 @@ public sealed class ProgramCompilerTests
     [Fact]
     public void Refusals_are_cached_too()
     {
-        const string program = "int main() => y;";
+        const string program = "int main() => yy;";
         Rejected(program);
         var runs = _compiler.CompilationsRun;
         Assert.Equal(TaskErrorKind.CompileError, Rejected(program).TaskError);
@@ -283,7 +302,7 @@ public sealed class ProgramCompilerTests
     [Fact]
     public void Cache_evicts_the_least_recently_used_program()
     {
-        var compiler = new ProgramCompiler(NullLogger<ProgramCompiler>.Instance, maxEntries: 2, maxBytes: long.MaxValue);
+        using var compiler = new ProgramCompiler(NullLogger<ProgramCompiler>.Instance, maxEntries: 2, maxBytes: long.MaxValue);
         compiler.Compile("int main() => 1;", null);
         compiler.Compile("int main() => 2;", null);
         compiler.Compile("int main() => 1;", null); // 1 is now the most recent
@@ -296,10 +315,11 @@ public sealed class ProgramCompilerTests
     [Fact]
     public void Compiling_is_safe_from_many_threads()
     {
+        using var compiler = new ProgramCompiler(NullLogger<ProgramCompiler>.Instance);
         var results = Enumerable.Range(0, 16).AsParallel().WithDegreeOfParallelism(4)
-            .Select(i => _compiler.Compile($"int main() => {i % 4};", null))
+            .Select(i => compiler.Compile($"int main() => {i % 4};", null))
             .ToList();
         Assert.All(results, r => Assert.NotEmpty(r.Assembly));
-        Assert.Equal(4, _compiler.CacheUsage.Programs);
+        Assert.Equal(4, compiler.CacheUsage.Programs);
     }
 }

@@ -8,7 +8,7 @@ namespace P2PShare.Compute;
 /// <summary>
 /// Runs the tasks routed to this peer: validates them, compiles them (once per distinct program),
 /// hands them to the scheduler and keeps their job records. All CPU work happens off the Orleans
-/// scheduler: compilation on the compiler's own threads, execution in worker processes.
+/// scheduler: compilation in compiler processes, execution in worker processes.
 /// </summary>
 public sealed partial class JobService(
     JobStore jobs,

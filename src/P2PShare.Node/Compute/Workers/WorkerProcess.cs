@@ -87,7 +87,7 @@ public sealed partial class WorkerProcessFactory : IWorkerFactory
         return binds;
     }
 
-    private static Dictionary<string, string> DotnetEnvironment(long heapLimitBytes) => new()
+    internal static Dictionary<string, string> DotnetEnvironment(long heapLimitBytes) => new()
     {
         ["DOTNET_GCHeapHardLimit"] = "0x" + heapLimitBytes.ToString("x", CultureInfo.InvariantCulture),
         ["DOTNET_gcServer"] = "0",
@@ -97,7 +97,7 @@ public sealed partial class WorkerProcessFactory : IWorkerFactory
         ["DOTNET_DbgEnableMiniDump"] = "0",
     };
 
-    private static string DotnetHost()
+    internal static string DotnetHost()
     {
         var self = Environment.ProcessPath;
         if (self is not null && Path.GetFileNameWithoutExtension(self).Equals("dotnet", StringComparison.OrdinalIgnoreCase)) return self;
