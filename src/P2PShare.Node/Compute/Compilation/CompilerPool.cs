@@ -40,7 +40,10 @@ internal sealed partial class CompilerPool : IAsyncDisposable
         {
             var process = TakeIdle() ?? await StartAsync().ConfigureAwait(false);
             var verdict = await process.CompileAsync(name, program, timeLimit).ConfigureAwait(false);
-            if (process.IsHealthy) _idle.Push(process);
+            if (process.IsHealthy)
+            {
+                _idle.Push(process);
+            }
             else
             {
                 _live.TryRemove(process, out _);
