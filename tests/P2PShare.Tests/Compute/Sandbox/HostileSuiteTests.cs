@@ -529,6 +529,10 @@ public sealed class HostileSuiteTests(HostileSuiteFixture fixture, ITestOutputHe
                 forged = marshal.loads(marshal.dumps(code).replace(code.co_code, bad))
                 return repr(types.FunctionType(forged, {})())
             """, Ends(JobStatus.Failed, TaskErrorKind.Crashed, "the worker crashed: worker exited with code 139")),
+        // Python programs are compiled inside the sandboxed worker, not in the peer.
+        ["py: a compile bomb of nested parentheses"] = new(TaskLanguages.Python,
+            "x = " + new string('(', 100_000) + "1" + new string(')', 100_000) + "\ndef main():\n    return x\n",
+            Ends(JobStatus.Failed, TaskErrorKind.CompileError, "too many nested parentheses")),
         ["py: reaching the hook's state through gc"] = new(TaskLanguages.Python, """
             import gc
             def main():
