@@ -72,6 +72,13 @@ internal sealed class Scenarios(ClusterConnection cluster, BenchOptions options)
 
         // Warm-up: every peer has compiled the program and has warm workers.
         foreach (var peer in _peers) await RunOneAsync(peer, Spec("bench", secret: true));
+        // The peers' CPU while no task runs (load reports, timers, thread-pool spinning), subtracted
+        // below, so that the figure per task is what a task adds.
+        var idleWindow = TimeSpan.FromSeconds(options.Quick ? 1 : 3);
+        var idleStart = PeersCpuMs();
+        await System.Threading.Tasks.Task.Delay(idleWindow);
+        var idleMsPerSec = (PeersCpuMs() - idleStart) / idleWindow.TotalSeconds;
+
         var samples = new Samples();
         var next = -1;
         var cpuBefore = PeersCpuMs();
@@ -91,6 +98,7 @@ internal sealed class Scenarios(ClusterConnection cluster, BenchOptions options)
 
         // One submitter, one task at a time: the latency of a warm trivial task with nothing queued.
         var sequential = new Samples();
+        var sequentialClock = Stopwatch.StartNew();
         var sequentialTasks = Math.Min(options.Tasks, options.Quick ? SequentialQuickTasks : SequentialTasks);
         for (var i = 0; i < sequentialTasks; i++)
         {
@@ -99,7 +107,10 @@ internal sealed class Scenarios(ClusterConnection cluster, BenchOptions options)
             sequential.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
         }
 
+        sequentialClock.Stop();
         var cpuSequential = PeersCpuMs();
+        JsonNode? PerTask(double? spent, TimeSpan elapsed, int tasks) =>
+            spent - idleMsPerSec * elapsed.TotalSeconds is { } added ? Samples.Round(added / tasks) : null;
         return new JsonObject
         {
             ["scenario"] = "tasks",
@@ -111,10 +122,11 @@ internal sealed class Scenarios(ClusterConnection cluster, BenchOptions options)
             ["p50Ms"] = samples.Percentile(50),
             ["p99Ms"] = samples.Percentile(99),
             ["p999Ms"] = samples.Percentile(99.9),
-            ["cpuMsPerTask"] = cpuConcurrent - cpuBefore is { } spent ? Samples.Round(spent / options.Tasks) : null,
+            ["cpuMsPerTask"] = PerTask(cpuConcurrent - cpuBefore, clock.Elapsed, options.Tasks),
+            ["idleCpuMsPerSec"] = idleMsPerSec is { } idle ? Samples.Round(idle) : null,
             ["sequentialTasks"] = sequentialTasks,
             ["sequentialP50Ms"] = sequential.Percentile(50),
-            ["sequentialCpuMsPerTask"] = cpuSequential - cpuConcurrent is { } alone ? Samples.Round(alone / sequentialTasks) : null,
+            ["sequentialCpuMsPerTask"] = PerTask(cpuSequential - cpuConcurrent, sequentialClock.Elapsed, sequentialTasks),
         };
     }
 
