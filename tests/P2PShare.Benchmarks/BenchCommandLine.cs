@@ -73,7 +73,7 @@ internal sealed class BenchCommandLine
 
     private readonly Option<string> _pidDir = new("--pid-dir")
     {
-        Description = "the cluster's run/ folder, for the peers' peak resident memory (default: not measured)",
+        Description = "the cluster's run/ folder, for the peers' peak resident memory and CPU per task (default: not measured)",
         HelpName = "DIR",
     };
 

@@ -15,6 +15,9 @@ namespace P2PShare.Benchmarks;
 internal sealed class Scenarios(ClusterConnection cluster, BenchOptions options)
 {
     private const string Square = "int main(int x) => x * x;";
+    private const string SquarePython = "def main(x): return x * x";
+    private const int SequentialTasks = 200;
+    private const int SequentialQuickTasks = 30;
     private const string Spin = """
         long main(double seconds)
         {
@@ -33,7 +36,12 @@ internal sealed class Scenarios(ClusterConnection cluster, BenchOptions options)
         if (_peers.Length == 0) throw new InvalidOperationException("the tracker knows no peers");
         return scenario switch
         {
-            "tasks" => [await TasksAsync(confidential: false), await TasksAsync(confidential: true)],
+            "tasks" =>
+            [
+                await TasksAsync(TaskLanguages.CSharp, confidential: false),
+                await TasksAsync(TaskLanguages.CSharp, confidential: true),
+                await TasksAsync(TaskLanguages.Python, confidential: false),
+            ],
             "compile" => [await CompileAsync()],
             "balance" => [await BalanceAsync()],
             "fairness" => [await FairnessAsync()],
@@ -57,12 +65,23 @@ internal sealed class Scenarios(ClusterConnection cluster, BenchOptions options)
         return job;
     }
 
-    private async Task<JsonObject> TasksAsync(bool confidential)
+    private async Task<JsonObject> TasksAsync(string language, bool confidential)
     {
+        var program = language == TaskLanguages.Python ? SquarePython : Square;
+        TaskSpec Spec(string submitter, bool secret) => Task(program, "[7]", secret, submitter) with { Language = language };
+
         // Warm-up: every peer has compiled the program and has warm workers.
-        foreach (var peer in _peers) await RunOneAsync(peer, Task(Square, "[1]", confidential: true));
+        foreach (var peer in _peers) await RunOneAsync(peer, Spec("bench", secret: true));
+        // The peers' CPU while no task runs (load reports, timers, thread-pool spinning), subtracted
+        // below, so that the figure per task is what a task adds.
+        var idleWindow = TimeSpan.FromSeconds(options.Quick ? 1 : 3);
+        var idleStart = PeersCpuMs();
+        await System.Threading.Tasks.Task.Delay(idleWindow);
+        var idleMsPerSec = (PeersCpuMs() - idleStart) / idleWindow.TotalSeconds;
+
         var samples = new Samples();
         var next = -1;
+        var cpuBefore = PeersCpuMs();
         var clock = Stopwatch.StartNew();
         await System.Threading.Tasks.Task.WhenAll(Enumerable.Range(0, options.Submitters).Select(s => System.Threading.Tasks.Task.Run(async () =>
         {
@@ -70,14 +89,32 @@ internal sealed class Scenarios(ClusterConnection cluster, BenchOptions options)
             while (Interlocked.Increment(ref next) < options.Tasks)
             {
                 var start = Stopwatch.GetTimestamp();
-                await RunOneAsync(origin, Task(Square, "[7]", confidential, submitter: $"bench-{s}"));
+                await RunOneAsync(origin, Spec($"bench-{s}", confidential));
                 samples.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
             }
         })));
         clock.Stop();
+        var cpuConcurrent = PeersCpuMs();
+
+        // One submitter, one task at a time: the latency of a warm trivial task with nothing queued.
+        var sequential = new Samples();
+        var sequentialClock = Stopwatch.StartNew();
+        var sequentialTasks = Math.Min(options.Tasks, options.Quick ? SequentialQuickTasks : SequentialTasks);
+        for (var i = 0; i < sequentialTasks; i++)
+        {
+            var start = Stopwatch.GetTimestamp();
+            await RunOneAsync(_peers[0], Spec("bench-sequential", confidential));
+            sequential.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+        }
+
+        sequentialClock.Stop();
+        var cpuSequential = PeersCpuMs();
+        JsonNode? PerTask(double? spent, TimeSpan elapsed, int tasks) =>
+            spent - idleMsPerSec * elapsed.TotalSeconds is { } added ? Samples.Round(added / tasks) : null;
         return new JsonObject
         {
             ["scenario"] = "tasks",
+            ["language"] = language,
             ["confidential"] = confidential,
             ["submitters"] = options.Submitters,
             ["tasks"] = options.Tasks,
@@ -85,8 +122,16 @@ internal sealed class Scenarios(ClusterConnection cluster, BenchOptions options)
             ["p50Ms"] = samples.Percentile(50),
             ["p99Ms"] = samples.Percentile(99),
             ["p999Ms"] = samples.Percentile(99.9),
+            ["cpuMsPerTask"] = PerTask(cpuConcurrent - cpuBefore, clock.Elapsed, options.Tasks),
+            ["idleCpuMsPerSec"] = idleMsPerSec is { } idle ? Samples.Round(idle) : null,
+            ["sequentialTasks"] = sequentialTasks,
+            ["sequentialP50Ms"] = sequential.Percentile(50),
+            ["sequentialCpuMsPerTask"] = PerTask(cpuSequential - cpuConcurrent, sequentialClock.Elapsed, sequentialTasks),
         };
     }
+
+    /// <summary>CPU spent so far by the peers and their workers (<see cref="CpuMeter"/>); null without --pid-dir.</summary>
+    private double? PeersCpuMs() => CpuMeter.TotalMs(_peers.Select(PeerPid).OfType<int>());
 
     private async Task<JsonObject> CompileAsync()
     {

@@ -17,8 +17,12 @@ def row(line):
     if "error" in line:
         return s, "FAILED: " + line["error"], ""
     if s == "tasks":
-        return ("tasks (%s, %d submitters)" % ("confidential" if line["confidential"] else "routed", line["submitters"]),
-                "%s tasks/s; p50 %s ms, p99 %s ms, p99.9 %s ms" % (fmt(line["tasksPerSec"]), fmt(line["p50Ms"]), fmt(line["p99Ms"]), fmt(line["p999Ms"])), "")
+        cpu = line.get("cpuMsPerTask")
+        sequential = "sequentially p50 %s ms" % fmt(line["sequentialP50Ms"]) if "sequentialP50Ms" in line else ""
+        if cpu is not None:
+            sequential += "; CPU per task %s ms at %d submitters, %s ms sequentially" % (fmt(cpu), line["submitters"], fmt(line.get("sequentialCpuMsPerTask")))
+        return ("tasks (%s, %s, %d submitters)" % (line.get("language", "csharp"), "confidential" if line["confidential"] else "routed", line["submitters"]),
+                "%s tasks/s; p50 %s ms, p99 %s ms, p99.9 %s ms" % (fmt(line["tasksPerSec"]), fmt(line["p50Ms"]), fmt(line["p99Ms"]), fmt(line["p999Ms"])), sequential)
     if s == "compile":
         return ("compile (submit to result)", "first %s ms, new program %s ms, cached %s ms" % (fmt(line["firstMs"]), fmt(line["newMs"]), fmt(line["cachedMs"])),
                 "queue time (compile + scheduling): new %s ms, cached %s ms" % (fmt(line["newQueueMs"]), fmt(line["cachedQueueMs"])))

@@ -27,7 +27,7 @@ public sealed class BenchmarkSmokeTests(LocalCluster cluster) : IClassFixture<Lo
         var lines = run.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement).ToList();
         string[] Fields(string scenario) => scenario switch
         {
-            "tasks" => ["tasksPerSec", "p50Ms", "p99Ms", "confidential"],
+            "tasks" => ["language", "tasksPerSec", "p50Ms", "p99Ms", "confidential", "cpuMsPerTask", "idleCpuMsPerSec", "sequentialP50Ms", "sequentialCpuMsPerTask"],
             "compile" => ["firstMs", "newMs", "cachedMs"],
             "balance" => ["perPeer", "makespanRatio"],
             "fairness" => ["shortTaskMs", "timeSlicing"],
@@ -37,12 +37,19 @@ public sealed class BenchmarkSmokeTests(LocalCluster cluster) : IClassFixture<Lo
             _ => throw new InvalidOperationException(scenario),
         };
         var scenarios = lines.Select(l => l.GetProperty("scenario").GetString()!).ToList();
-        Assert.Equal(["compile", "file", "tasks", "tasks", "balance", "fairness", "mem", "mem", "legacy"], scenarios);
+        Assert.Equal(["compile", "file", "tasks", "tasks", "tasks", "balance", "fairness", "mem", "mem", "legacy"], scenarios);
         foreach (var line in lines)
         {
             foreach (var field in Fields(line.GetProperty("scenario").GetString()!))
                 Assert.True(line.TryGetProperty(field, out _), $"{field} missing in {line}");
         }
+
+        // --pid-dir is given, so every tasks line has measured the CPU of both runtimes.
+        var tasks = lines.Where(l => l.GetProperty("scenario").GetString() == "tasks").ToList();
+        Assert.Equal(["csharp", "csharp", "python"], tasks.Select(l => l.GetProperty("language").GetString()));
+        // Net of the peers' idle CPU, so a tiny run on a busy machine can come out near zero: only its presence is checked.
+        Assert.All(tasks, l => Assert.Equal(JsonValueKind.Number, l.GetProperty("cpuMsPerTask").ValueKind));
+        Assert.All(tasks, l => Assert.True(l.GetProperty("idleCpuMsPerSec").GetDouble() > 0, $"no CPU measured in {l}"));
 
         var balance = lines.Single(l => l.GetProperty("scenario").GetString() == "balance");
         Assert.Equal(300, balance.GetProperty("perPeer").EnumerateObject().Sum(p => p.Value.GetInt32()));
