@@ -377,6 +377,9 @@ public sealed partial class WorkerProcess : IWorker
 
                 if (await pending.Answer.Task.ConfigureAwait(false) is { } answer)
                 {
+                    // A worker that ran out of memory is not trusted with the next task: its heap may
+                    // still hold what the program left, and a Python zygote exits after answering.
+                    if (answer.ErrorKind == TaskErrorKind.OutOfMemory) _failed = true;
                     if (answer.ErrorKind == TaskErrorKind.Crashed)
                     {
                         _failed = true; // the worker itself says it is confused, or a zygote's task died

@@ -9,9 +9,9 @@ It is a zygote: it starts behind the peer's kernel wall (or, with Compute:Isolat
 empty folder with an empty environment), imports the modules programs commonly use, makes itself
 non-dumpable (so a task cannot read or write it through /proc/PID/mem), lowers its resource limits
 and arms an audit hook that refuses network, processes, file access outside the interpreter's
-library, ctypes and the like; then it says hello. For every request it compiles the program (kept
-for later requests) and forks: the child closes the protocol pipes, waits until the zygote has set
-its own limits (RLIMIT_AS at its heap share, RLIMIT_CPU as a backstop), runs the program and writes
+library, ctypes and the like; then it says hello. For every request it keeps the program's text
+(for later requests) and forks: the child closes the protocol pipes, waits until the zygote has set
+its own limits (RLIMIT_AS at its heap share, RLIMIT_CPU as a backstop), compiles and runs the program and writes
 its reply to a private pipe, then exits; the zygote relays the reply, or reports how the child died,
 and kills whatever the child left behind. So every task starts from a clean interpreter in about a
 millisecond, and nothing a task changes (modules, builtins, globals) reaches the next one. The peer
@@ -428,7 +428,7 @@ def frame(header, body=b""):
     return struct.pack("<ii", 4 + len(head) + len(body), len(head)) + head + body
 
 
-def run_in_child(code, request, sequence, protocol_fds, go, answer, heap_limit):
+def run_in_child(source, request, sequence, protocol_fds, go, answer, heap_limit):
     """The forked task: never returns. Its reply goes to the zygote through `answer`, never to the peer directly."""
     status = 0
     try:
@@ -437,7 +437,10 @@ def run_in_child(code, request, sequence, protocol_fds, go, answer, heap_limit):
         os.read(go, 1)  # the zygote has set this process's limits
         os.close(go)
         try:
-            header, data = run(code, request)
+            # The program is compiled here, in the task's own process: a text that exhausts the
+            # parser (deep nesting, huge literals) costs this task, never the zygote.
+            code, error = compile_program(source)
+            header, data = reply(COMPILE_ERROR, error) if code is None else run(code, request)
         except MemoryError:
             header, data = reply(OUT_OF_MEMORY, "OutOfMemory: the program exceeded the worker's memory limit of %d MiB" % (heap_limit >> 20))
             status = 3
@@ -463,37 +466,27 @@ def serve(protocol, protocol_fds, heap_limit, cpu_seconds, reap, zygote_pid):
         request, body = message
         sequence = request.get("Sequence", 0)
         key = request.get("Hash", "")
-        try:
-            if body:
-                programs[key] = compile_program(body.decode("utf-8", "replace"))
-        except MemoryError:
-            programs.clear()
-            header, data = reply(OUT_OF_MEMORY, "OutOfMemory: the program exceeded the worker's memory limit of %d MiB" % (heap_limit >> 20))
-            header["Sequence"] = sequence
-            protocol.write(header, data)
-            return 3
+        if body:
+            # Kept as text: the zygote never parses a program (see run_in_child).
+            programs[key] = body.decode("utf-8", "replace")
         if key not in programs:
             header, data = reply(CRASHED, "Crashed: the worker does not hold program %s" % key)
         else:
-            code, error = programs[key]
-            if code is None:
-                header, data = reply(COMPILE_ERROR, error)
-            else:
-                status, answer = fork_and_run(code, request, sequence, protocol_fds, heap_limit, cpu_seconds, as_hard)
-                if reap:
-                    reap_leftovers(zygote_pid)
-                if answer is not None:
-                    protocol.out.write(answer)
-                    protocol.out.flush()
-                    if status == 3:
-                        return 3  # out of memory: as before the zygote, the peer starts a fresh one
-                    continue
-                header, data = reply(CRASHED, "Crashed: %s" % status)
+            status, answer = fork_and_run(programs[key], request, sequence, protocol_fds, heap_limit, cpu_seconds, as_hard)
+            if reap:
+                reap_leftovers(zygote_pid)
+            if answer is not None:
+                protocol.out.write(answer)
+                protocol.out.flush()
+                if status == 3:
+                    return 3  # out of memory: as before the zygote, the peer starts a fresh one
+                continue
+            header, data = reply(CRASHED, "Crashed: %s" % status)
         header["Sequence"] = sequence
         protocol.write(header, data)
 
 
-def fork_and_run(code, request, sequence, protocol_fds, heap_limit, cpu_seconds, as_hard):
+def fork_and_run(source, request, sequence, protocol_fds, heap_limit, cpu_seconds, as_hard):
     """Runs one request in a forked child. (exit status, the child's reply) or (why it died, None)."""
     go_read, go_write = os.pipe()
     answer_read, answer_write = os.pipe()
@@ -502,7 +495,7 @@ def fork_and_run(code, request, sequence, protocol_fds, heap_limit, cpu_seconds,
     if pid == 0:
         os.close(go_write)
         os.close(answer_read)
-        run_in_child(code, request, sequence, protocol_fds, go_read, answer_write, heap_limit)
+        run_in_child(source, request, sequence, protocol_fds, go_read, answer_write, heap_limit)
     os.close(go_read)
     os.close(answer_write)
     try:
