@@ -188,10 +188,21 @@ public sealed class ComputeOptions : IValidatableObject
     [TimeSpanAtLeast("00:00:00.100", ErrorMessage = "Compute:CompileTimeout must be at least 100 ms")]
     public TimeSpan CompileTimeout { get; set; } = DefaultCompileTimeout;
 
+    public const int DefaultWarmCompilers = 1;
+
+    /// <summary>
+    /// Compiler processes started with the peer, so that its first C# task does not wait for Roslyn
+    /// to start (seconds); the rest start on first need. 0: all on first need. At most
+    /// <see cref="CompilerProcesses"/>.
+    /// </summary>
+    public int WarmCompilers { get; set; } = DefaultWarmCompilers;
+
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         if (MaxLiveWorkers < Slots)
             yield return new ValidationResult("Compute:MaxLiveWorkers must be at least Compute:Slots");
+        if (WarmCompilers < 0 || WarmCompilers > CompilerProcesses)
+            yield return new ValidationResult("Compute:WarmCompilers must be 0..Compute:CompilerProcesses");
         if (WarmWorkers < 0 || WarmWorkers > MaxLiveWorkers)
             yield return new ValidationResult("Compute:WarmWorkers must be 0..Compute:MaxLiveWorkers");
         if (DefaultTimeout <= TimeSpan.Zero || DefaultTimeout > MaxTimeout)

@@ -15,6 +15,7 @@ public static class ComputeServiceCollectionExtensions
     {
         services.AddOptions<ComputeOptions>().BindConfiguration(ComputeOptions.Section).ValidateAnnotated().ValidateOnStart();
         services.AddSingleton<ProgramCompiler>();
+        services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, CompilerWarmUp>();
         services.AddSingleton<KernelSandbox>();
         services.AddSingleton<IWorkerFactory, WorkerProcessFactory>();
         services.AddSingleton<IWorkerFactory, PythonWorkerFactory>();

@@ -51,6 +51,7 @@ public sealed class WebPeer : IAsyncDisposable
         ["Tracker:ReportInterval"] = "00:00:00.300",
         ["Tracker:MinReportGap"] = "00:00:00.020",
         ["Compute:WarmWorkers"] = "1",
+        ["Compute:WarmCompilers"] = "0",
         ["Compute:PythonPath"] = "",
         ["Logging:LogLevel:Default"] = "Error",
     };

@@ -50,6 +50,9 @@ public sealed class PeerCluster : IAsyncDisposable
                 o.MinReportGap = TimeSpan.FromMilliseconds(20);
             });
             silo.Services.Configure<DiskOptions>(o => o.ChunkBytes = 64 * 1024);
+            // A compiler process costs seconds of CPU to start; tests that compile start one when they
+            // need it, instead of every silo of every cluster at start (the peer host warms one).
+            silo.Services.Configure<ComputeOptions>(o => o.WarmCompilers = 0);
             configure?.Invoke(silo.Services);
             silo.AddP2PShareJobStorage(jobDatabase);
             silo.AddP2PSharePeer(Path.Combine(dataRoot.Path, name));

@@ -60,6 +60,12 @@ internal sealed partial class CompilerPool : IAsyncDisposable
         }
     }
 
+    /// <summary>Starts up to <paramref name="count"/> processes in the background, within the bound.</summary>
+    public void Warm(int count) => _ = Task.Run(async () =>
+    {
+        for (var ahead = 1; ahead <= count; ahead++) await WarmReplacementAsync(ahead).ConfigureAwait(false);
+    });
+
     private CompilerProcess? TakeIdle()
     {
         while (_idle.TryPop(out var process))
@@ -80,7 +86,10 @@ internal sealed partial class CompilerPool : IAsyncDisposable
     }
 
     // Within a slot, so the pool never holds more processes than its bound.
-    private async Task WarmReplacementAsync()
+    private async Task WarmReplacementAsync() => await WarmReplacementAsync(ahead: 1).ConfigureAwait(false);
+
+    /// <param name="ahead">Idle processes wanted: a replacement keeps one ready, warming at start may want more.</param>
+    private async Task WarmReplacementAsync(int ahead)
     {
         try
         {
@@ -93,7 +102,7 @@ internal sealed partial class CompilerPool : IAsyncDisposable
 
         try
         {
-            if (_idle.IsEmpty) _idle.Push(await StartAsync().ConfigureAwait(false));
+            if (_idle.Count < ahead) _idle.Push(await StartAsync().ConfigureAwait(false));
         }
         catch (Exception e) when (e is InvalidOperationException or IOException or System.ComponentModel.Win32Exception or OperationCanceledException)
         {

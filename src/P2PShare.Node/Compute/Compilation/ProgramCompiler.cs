@@ -74,6 +74,9 @@ public sealed partial class ProgramCompiler : IAsyncDisposable, IDisposable
     /// <summary>p2pshare-compiler.dll next to the peer's own assemblies (it ships there, like the worker).</summary>
     public static string DefaultCompilerPath => Path.Combine(AppContext.BaseDirectory, CompilerFile);
 
+    /// <summary>Starts <paramref name="count"/> compiler processes in the background, ahead of the first program.</summary>
+    public void Warm(int count) => _pool.Warm(count);
+
     /// <summary>How long one compile may take before its process is killed and it ends CompileError.</summary>
     public TimeSpan TimeLimit { get; }
 
