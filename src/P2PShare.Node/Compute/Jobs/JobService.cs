@@ -29,7 +29,7 @@ public sealed partial class JobService(
     {
         if (jobs.TryGet(assignment.JobId, assignment.Attempt) is { } existing) return existing.Snapshot();
         if (!scheduler.CanAccept)
-            throw new PeerUnavailableException(identity.Name, "its worker pool cannot take tasks now");
+            throw new PeerUnavailableException(identity.Name, scheduler.UnavailableReason ?? "its worker pool cannot take tasks now");
         var spec = assignment.Spec;
         var timeout = Validate(spec);
         if (!scheduler.Runtimes.Contains(spec.Language))
