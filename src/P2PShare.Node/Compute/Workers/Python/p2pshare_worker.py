@@ -31,6 +31,7 @@ import io
 import json
 import os
 import resource
+import select
 import struct
 import sys
 import types
@@ -431,17 +432,30 @@ def preload():
             pass
 
 
-def read_all(fd, limit):
-    """Everything the child wrote until it closed the pipe; None when it wrote more than limit bytes."""
-    chunks, size = [], 0
+def read_reply(fd, pid, limit):
+    """
+    Everything the child wrote, until it closed the pipe or, when a process it forked still holds
+    the pipe open, until the child has exited and the pipe holds nothing more (its leftovers are
+    reaped afterwards). (bytes or None when it wrote more than limit bytes, the child's wait status
+    or None when it has not been waited for yet.)
+    """
+    chunks, size, status = [], 0, None
     while True:
-        chunk = os.read(fd, 1 << 16)
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
+        # Only a descendant holding the pipe leaves it open after the child: then the pipe is polled.
+        if select.select([fd], [], [], 0.05)[0]:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return b"".join(chunks), status
+            size += len(chunk)
+            if size > limit:
+                return None, status
+            chunks.append(chunk)
+        elif status is not None:
+            return b"".join(chunks), status
+        else:
+            done, wait_status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = wait_status
 
 
 def reap_leftovers(own_pid):
@@ -544,12 +558,13 @@ def fork_and_run(source, request, sequence, protocol_fds, heap_limit, cpu_second
         os.close(go_write)
     limit = int(request.get("MaxResultBytes", 0)) + int(request.get("MaxOutputBytes", 0)) + 4 * MAX_ERROR_CHARS + 4096
     try:
-        data = read_all(answer_read, min(limit, MAX_FRAME_BYTES))
+        data, wait_status = read_reply(answer_read, pid, min(limit, MAX_FRAME_BYTES))
     finally:
         os.close(answer_read)
-    if data is None:
-        os.kill(pid, 9)
-    _, wait_status = os.waitpid(pid, 0)
+    if wait_status is None:
+        if data is None:
+            os.kill(pid, 9)
+        _, wait_status = os.waitpid(pid, 0)
     if data is None:
         return "the task wrote more than a reply may hold", None
     if os.WIFSIGNALED(wait_status):
