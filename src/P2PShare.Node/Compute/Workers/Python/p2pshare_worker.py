@@ -74,8 +74,8 @@ DENIED_MODULES = frozenset((
 ))
 
 # Functions that act on other processes without raising an audit event. They are replaced by refusals
-# (a tripwire: a program rebuilding a built-in module behind the import system gets them back; the
-# PID namespace, where the machine allows one, is what really keeps other processes out of reach).
+# (a tripwire: built-in modules cannot be rebuilt once the zygote sealed _imp.create_builtin, but native
+# code reaches the system calls anyway; the PID namespace is what really keeps other processes out of reach).
 UNAUDITED_PROCESS_FUNCTIONS = {
     "posix": ("pidfd_open", "setpriority", "sched_setaffinity", "sched_setscheduler", "sched_setparam", "setpgid", "setpgrp", "setsid", "setns", "unshare"),
     "os": ("pidfd_open", "setpriority", "sched_setaffinity", "sched_setscheduler", "sched_setparam", "setpgid", "setpgrp", "setsid", "setns", "unshare"),
