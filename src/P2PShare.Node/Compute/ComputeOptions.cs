@@ -110,6 +110,16 @@ public sealed class ComputeOptions : IValidatableObject
     /// </summary>
     public bool PythonNamespaces { get; set; } = true;
 
+    public const bool DefaultPythonAuditHook = true;
+
+    /// <summary>
+    /// Arm the Python worker's audit hook (and its tripwires: refused modules, refused process calls)
+    /// in every task. It is the second line, behind the kernel wall: it gives a clear NotAllowed
+    /// instead of a bare OS error, and it is all there is with <see cref="Isolation"/> <c>none</c>.
+    /// Turning it off exists to test the kernel wall alone; the peer logs a warning at start when it is off.
+    /// </summary>
+    public bool PythonAuditHook { get; set; } = DefaultPythonAuditHook;
+
     public const WorkerIsolation DefaultIsolation = WorkerIsolation.Kernel;
     public const string DefaultBubblewrapPath = "bwrap";
     public const int DefaultSandboxUidBase = 61000;

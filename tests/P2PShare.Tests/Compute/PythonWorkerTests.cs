@@ -22,8 +22,8 @@ public sealed class PythonWorkerTests(ITestOutputHelper output) : IAsyncLifetime
         foreach (var worker in _workers) await worker.DisposeAsync();
     }
 
-    private static PythonWorkerFactory Factory(long heapLimit = 256 * Bytes.MiB, string python = "python3") =>
-        new(Options.Create(new ComputeOptions { WorkerHeapLimitBytes = heapLimit, PythonPath = python }), NullLogger<PythonWorkerFactory>.Instance);
+    private static PythonWorkerFactory Factory(long heapLimit = 256 * Bytes.MiB, string python = "python3", bool auditHook = true) =>
+        new(Options.Create(new ComputeOptions { WorkerHeapLimitBytes = heapLimit, PythonPath = python, PythonAuditHook = auditHook }), NullLogger<PythonWorkerFactory>.Instance);
 
     private async Task<WorkerProcess> StartAsync(long heapLimit = 256 * Bytes.MiB)
     {
@@ -142,18 +142,30 @@ public sealed class PythonWorkerTests(ITestOutputHelper output) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_built_in_module_cannot_be_rebuilt_to_get_the_replaced_process_functions_back()
+    {
+        var worker = await StartAsync();
+        var result = await RunAsync(worker, Request("""
+            import _imp, posix
+            def main(peer):
+                return _imp.create_builtin(posix.__spec__).pidfd_open(peer)
+            """, $"[{Environment.ProcessId}]"));
+        Assert.Equal(TaskErrorKind.NotAllowed, result.ErrorKind);
+        Assert.Equal("NotAllowed: import posix is not allowed in the sandbox", result.Error);
+    }
+
+    [Fact]
     public async Task The_process_that_said_hello_forks_the_program_which_sees_no_other_process()
     {
-        var factory = Factory();
+        // Without the audit hook (and the pidfd_open it replaces), only the PID namespace stops the program.
+        var factory = Factory(auditHook: false);
         var worker = await factory.StartWorkerAsync(CancellationToken.None);
         _workers.Add(worker);
-        // A rebuilt posix module gets the pidfd_open the worker replaced back: only the PID namespace stops it.
         var result = await RunAsync(worker, Request("""
-            import os, _imp, posix
+            import os
             def main(peer):
-                fresh = _imp.create_builtin(posix.__spec__)
                 try:
-                    fresh.pidfd_open(peer)
+                    os.pidfd_open(peer)
                     reached = True
                 except ProcessLookupError:
                     reached = False

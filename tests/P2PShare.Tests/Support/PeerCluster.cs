@@ -30,11 +30,13 @@ public sealed class PeerCluster : IAsyncDisposable
 
     public IClusterClient Client => Cluster.Client;
 
+    /// <param name="configurePeer">Per-peer services, given the peer's name (<c>peer-1</c>..), after <paramref name="configure"/>.</param>
     /// <param name="jobDatabase">
     /// A PostgreSQL connection string: job records and reminders go there (as in <c>postgres</c>
     /// mode) and survive the silos; null keeps them in memory (as in <c>local</c> mode).
     /// </param>
-    public static async Task<PeerCluster> StartAsync(int peers = 3, Action<IServiceCollection>? configure = null, string? jobDatabase = null)
+    public static async Task<PeerCluster> StartAsync(int peers = 3, Action<IServiceCollection>? configure = null, string? jobDatabase = null,
+        Action<string, IServiceCollection>? configurePeer = null)
     {
         var builder = new InProcessTestClusterBuilder((short)peers);
         var dataRoot = new TempDirectory();
@@ -54,6 +56,7 @@ public sealed class PeerCluster : IAsyncDisposable
             // need it, instead of every silo of every cluster at start (the peer host warms one).
             silo.Services.Configure<ComputeOptions>(o => o.WarmCompilers = 0);
             configure?.Invoke(silo.Services);
+            configurePeer?.Invoke(name, silo.Services);
             silo.AddP2PShareJobStorage(jobDatabase);
             silo.AddP2PSharePeer(Path.Combine(dataRoot.Path, name));
         });

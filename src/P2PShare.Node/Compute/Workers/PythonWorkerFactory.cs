@@ -16,7 +16,8 @@ namespace P2PShare.Compute;
 /// cgroup freezer, or SIGSTOP to the zygote's process group, which its task shares), and timeouts
 /// and cancels kill the whole sandbox, so the pool replaces the zygote. Like a C# worker, a zygote is
 /// bound to one submitter by the pool. It caps each task's address space at the heap limit and its
-/// CPU time at the longest timeout, and refuses network, processes and files with an audit hook.
+/// CPU time at the longest timeout, and refuses network, processes and files with an audit hook
+/// (unless <see cref="ComputeOptions.PythonAuditHook"/> is off, to test the kernel wall alone).
 /// Whether python3 and the namespaces work is probed once, at start.
 /// </summary>
 public sealed partial class PythonWorkerFactory : IWorkerFactory
@@ -43,6 +44,7 @@ public sealed partial class PythonWorkerFactory : IWorkerFactory
         _sandbox = sandbox ?? new KernelSandbox(options, Microsoft.Extensions.Logging.Abstractions.NullLogger<KernelSandbox>.Instance);
         _script = Path.Combine(AppContext.BaseDirectory, ScriptName);
         var python = _options.PythonPath;
+        if (!_options.PythonAuditHook && !string.IsNullOrWhiteSpace(python)) LogNoAuditHook();
         if (string.IsNullOrWhiteSpace(python))
         {
             Unavailable = "Python tasks are switched off (Compute:PythonPath is empty)";
@@ -143,19 +145,22 @@ public sealed partial class PythonWorkerFactory : IWorkerFactory
         if (_sandbox.Mode == WorkerIsolation.Kernel)
         {
             // --reap: the sandbox has a PID namespace and a /proc of its own, so the zygote may kill every process it sees there.
-            var lease = _sandbox.Lease(Request(Interpreter!, ["-I", "-B", SandboxScript, heap.ToString(CultureInfo.InvariantCulture), CpuSecondsPerTask, "--reap"]));
+            var lease = _sandbox.Lease(Request(Interpreter!, ["-I", "-B", SandboxScript, heap.ToString(CultureInfo.InvariantCulture), CpuSecondsPerTask, "--reap", .. HookArguments]));
             var sandboxed = await WorkerProcess.StartAsync(lease, heap, WorkerProcess.PythonOutcomes, _logger, cancellationToken, signalGroup: true).ConfigureAwait(false);
             LogStarted(sandboxed.ProcessId, sandboxed.StartupTime.TotalMilliseconds);
             return sandboxed;
         }
 
-        string[] arguments = [.. _launcher.Skip(1), "-I", "-B", _script, heap.ToString(CultureInfo.InvariantCulture), CpuSecondsPerTask];
+        string[] arguments = [.. _launcher.Skip(1), "-I", "-B", _script, heap.ToString(CultureInfo.InvariantCulture), CpuSecondsPerTask, .. HookArguments];
         // No environment at all: the peer's (a database password, say) is nothing a program should read.
         var worker = await WorkerProcess.StartAsync(_launcher[0], arguments, heap, new Dictionary<string, string>(), inheritEnvironment: false, WorkerProcess.PythonOutcomes,
             _logger, cancellationToken, signalGroup: true).ConfigureAwait(false);
         LogStarted(worker.ProcessId, worker.StartupTime.TotalMilliseconds);
         return worker;
     }
+
+    /// <summary>The worker arms its audit hook unless told not to (<see cref="ComputeOptions.PythonAuditHook"/>).</summary>
+    private string[] HookArguments => _options.PythonAuditHook ? [] : ["--no-audit-hook"];
 
     /// <summary>RLIMIT_CPU of each task's process, a backstop behind the scheduler's timeout: the longest timeout.</summary>
     private string CpuSecondsPerTask => ((long)Math.Ceiling(_options.MaxTimeout.TotalSeconds) + 1).ToString(CultureInfo.InvariantCulture);
@@ -211,6 +216,9 @@ public sealed partial class PythonWorkerFactory : IWorkerFactory
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Python workers run without network and PID namespaces (unshare failed: {Reason}); only the audit hook refuses network and processes")]
     private partial void LogNoNamespaces(string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Compute:PythonAuditHook=false: Python tasks run without the audit hook, the second line behind the kernel wall; only for testing the wall alone")]
+    private partial void LogNoAuditHook();
 
     [LoggerMessage(Level = LogLevel.Information, Message = "No Python tasks on this peer: {Reason}")]
     private partial void LogUnavailable(string reason);

@@ -21,13 +21,20 @@ public sealed class HostileSuiteCollection : ICollectionFixture<HostileSuiteFixt
 }
 
 /// <summary>
-/// Two real peers (silos of this process, with real sandboxed workers), and what the host looked
-/// like before the first hostile program ran: the peers' resident memory, a sentinel folder tasks
+/// Two real peers (silos of this process, with real sandboxed workers): <see cref="HookedPeer"/> as
+/// shipped, and <see cref="BarePeer"/> with the Python audit hook off, where Python programs meet the
+/// kernel wall alone. And what the host looked like before the first hostile program ran: the peers' resident memory, a sentinel folder tasks
 /// try to write, and a marker every file a task tries to leave behind is named with.
 /// </summary>
 public sealed class HostileSuiteFixture : IAsyncLifetime
 {
     private const string SentinelText = "untouched";
+
+    /// <summary>Configured as shipped: the audit hook in front of the kernel wall.</summary>
+    public const string HookedPeer = "peer-1";
+
+    /// <summary>Compute:PythonAuditHook=false: nothing but the kernel wall between a Python task and the host.</summary>
+    public const string BarePeer = "peer-2";
 
     public PeerCluster Peers { get; private set; } = null!;
 
@@ -58,7 +65,10 @@ public sealed class HostileSuiteFixture : IAsyncLifetime
             o.WarmWorkers = 1;
             o.PythonWarmWorkers = 1;
             o.MaxLiveWorkers = 8;
-        }));
+        }), configurePeer: (name, services) =>
+        {
+            if (name == BarePeer) services.Configure<ComputeOptions>(o => o.PythonAuditHook = false);
+        });
 
         // Warm both runtimes on both peers before the baseline: the first task of each loads code.
         foreach (var peer in new[] { "peer-1", "peer-2" })
@@ -201,8 +211,9 @@ public sealed class HostileSuiteOrder : ITestCaseOrderer
 /// <summary>
 /// Issue 13 item 8: hostile programs of both languages, each run as a real task on real peers
 /// through the real path (submit, route, compile, sandboxed worker), each with the exact safe
-/// outcome it must end in. Python programs that reach past the audit hook (a subinterpreter has
-/// none, see <see cref="Free"/>) meet the kernel alone, so their answers show what the wall refused.
+/// outcome it must end in. Python programs marked past the hook run on a peer with the audit hook
+/// off (<see cref="HostileSuiteFixture.BarePeer"/>) and meet the kernel alone, so their answers show
+/// what the wall refused; the other Python programs run on the peer with the hook.
 /// After them all: every peer still serves, no process a task started is alive, nothing outside
 /// the sandboxes changed, and the peers' memory is where it was.
 /// </summary>
@@ -213,40 +224,24 @@ public sealed class HostileSuiteTests(HostileSuiteFixture fixture, ITestOutputHe
     private const long TmpCap = ComputeOptions.DefaultWorkerTmpBytes;
 
     /// <summary>
-    /// Prepended to Python programs that go around the audit hook: <c>free(code)</c> runs code in a
-    /// subinterpreter, which the hook does not watch, and returns what the code passed to
-    /// <c>answer</c>. <c>attempt</c> turns an OSError into its errno name.
+    /// Prepended to Python programs that run past the hook (on the peer without it): <c>attempt</c>
+    /// turns an OSError into its errno name.
     /// </summary>
-    private const string Free = """
-        import json
-        import _xxsubinterpreters as si
-
-        INNER = '''
+    private const string Attempt = """
         import errno, json, os
+
         def attempt(f):
             try:
                 r = f()
                 return 'ok' if r is None else r
             except OSError as e:
                 return errno.errorcode[e.errno]
-        def answer(x):
-            raise Exception('ANSWER' + json.dumps(x))
-        '''
-
-        def free(code):
-            interp = si.create(isolated=False)
-            try:
-                si.run_string(interp, INNER + code)
-            except si.RunFailedError as e:
-                text = str(e)
-                return json.loads(text[text.index('ANSWER') + 6:]) if 'ANSWER' in text else text
-            finally:
-                si.destroy(interp)
-            return None
 
         """;
 
-    private static string Py(string body) => Free + body;
+    /// <summary>A Python program that runs on the peer without the audit hook: the kernel wall alone answers it.</summary>
+    private static Hostile Bare(string body, Outcome expected, string args = "[]") =>
+        new(TaskLanguages.Python, Attempt + body, expected, args, PastTheHook: true);
 
     private static Outcome Refused(string says) => new(JobStatus.Failed, TaskErrorKind.NotAllowed, says);
 
@@ -259,7 +254,8 @@ public sealed class HostileSuiteTests(HostileSuiteFixture fixture, ITestOutputHe
     public sealed record Outcome(JobStatus Status, TaskErrorKind Kind, string Says, Func<HostileSuiteFixture, JobInfo, Task>? Also = null);
 
     /// <param name="Args">JSON; <c>$PEER</c>, <c>$MARKER</c> and <c>$SENTINEL</c> are replaced by the peer's PID, the suite's marker and sentinel folder.</param>
-    public sealed record Hostile(string Language, string Program, Outcome Expected, string Args = "[]", double TimeoutSeconds = 30);
+    /// <param name="PastTheHook">Runs on <see cref="HostileSuiteFixture.BarePeer"/>; other Python programs run on <see cref="HostileSuiteFixture.HookedPeer"/>.</param>
+    public sealed record Hostile(string Language, string Program, Outcome Expected, string Args = "[]", double TimeoutSeconds = 30, bool PastTheHook = false);
 
     private static readonly Dictionary<string, Hostile> Programs = new()
     {
@@ -308,15 +304,48 @@ public sealed class HostileSuiteTests(HostileSuiteFixture fixture, ITestOutputHe
                     os.execv('/bin/sh', ['sh', '-c', 'id'])
                 return 1
             """, Refused("NotAllowed: os.fork is not allowed in the sandbox")),
-        // Past the hook a program does start, and it meets the kernel: not root, no /etc/passwd.
-        ["py: a subinterpreter starts a shell"] = new(TaskLanguages.Python, Py("""
+        // A subinterpreter runs without the hook, so no route may load one or anything the hook refuses.
+        ["py: import _xxsubinterpreters"] = new(TaskLanguages.Python, """
             def main():
-                return free('''
+                import _xxsubinterpreters as si
+                return si.run_string(si.create(), "import os; os.system('id')")
+            """, Refused("NotAllowed: import _xxsubinterpreters is not allowed in the sandbox")),
+        ["py: _xxsubinterpreters through importlib.import_module"] = new(TaskLanguages.Python, """
+            import importlib
+            def main():
+                si = importlib.import_module('_xxsubinterpreters')
+                return si.run_string(si.create(), "import os; os.system('id')")
+            """, Refused("NotAllowed: import _xxsubinterpreters is not allowed in the sandbox")),
+        ["py: _testcapi.run_in_subinterp"] = new(TaskLanguages.Python, """
+            import importlib
+            def main():
+                return importlib.import_module('_testcapi').run_in_subinterp("import os; os.system('id')")
+            """, Refused("NotAllowed: import _testcapi is not allowed in the sandbox")),
+        // A built-in module created by importlib raises no audit event: the zygote seals _imp.create_builtin.
+        ["py: _posixsubprocess through importlib.import_module"] = new(TaskLanguages.Python, """
+            import importlib
+            def main():
+                return str(importlib.import_module('_posixsubprocess').fork_exec)
+            """, Refused("NotAllowed: import _posixsubprocess is not allowed in the sandbox")),
+        ["py: pwd through importlib.import_module"] = new(TaskLanguages.Python, """
+            import importlib
+            def main():
+                return importlib.import_module('pwd').getpwall()[0].pw_name
+            """, Refused("NotAllowed: import pwd is not allowed in the sandbox")),
+        // An extension module is initialised by the last part of its name: _ctypes under a harmless-looking package.
+        ["py: _ctypes loaded under another package's name"] = new(TaskLanguages.Python, """
+            import importlib.util
+            def main():
+                spec = importlib.util.spec_from_file_location('harmless._ctypes', importlib.util.find_spec('_ctypes').origin)
+                return str(importlib.util.module_from_spec(spec).dlopen)
+            """, Refused("NotAllowed: import harmless._ctypes is not allowed in the sandbox")),
+        // Past the hook a program does start, and it meets the kernel: not root, no /etc/passwd.
+        ["py: past the hook a shell starts"] = Bare("""
             import subprocess
-            p = subprocess.run(['/bin/sh', '-c', 'id -u; cat /etc/passwd'], capture_output=True)
-            answer([p.stdout.decode().strip(), p.stderr.decode().strip()])
-            ''')
-            """), new(JobStatus.Succeeded, TaskErrorKind.None, "", (_, job) =>
+            def main():
+                p = subprocess.run(['/bin/sh', '-c', 'id -u; cat /etc/passwd'], capture_output=True)
+                return [p.stdout.decode().strip(), p.stderr.decode().strip()]
+            """, new(JobStatus.Succeeded, TaskErrorKind.None, "", (_, job) =>
             {
                 var answer = System.Text.Json.JsonSerializer.Deserialize<string[]>(job.ResultJson!)!;
                 var uid = int.Parse(answer[0], CultureInfo.InvariantCulture);
@@ -358,59 +387,48 @@ public sealed class HostileSuiteTests(HostileSuiteFixture fixture, ITestOutputHe
             def main():
                 return open('/proc/self/root/etc/passwd').read()
             """, Refused("NotAllowed: open('/proc/self/root/etc/passwd') is not allowed in the sandbox")),
-        ["py: /etc/passwd through /proc/self/root and /proc/1/root, past the hook"] = new(TaskLanguages.Python, Py("""
+        ["py: /etc/passwd through /proc/self/root and /proc/1/root, past the hook"] = Bare("""
             def main():
-                return free('''
-            answer([attempt(lambda: open(p).read()) for p in ('/proc/self/root/etc/passwd', '/proc/1/root/etc/passwd', '/proc/1/root/etc/shadow')])
-            ''')
-            """), Returns("[\"ENOENT\", \"ENOENT\", \"ENOENT\"]")),
-        ["py: /etc/passwd through os.open with dir_fd, past the hook"] = new(TaskLanguages.Python, Py("""
+                return [attempt(lambda: open(p).read()) for p in ('/proc/self/root/etc/passwd', '/proc/1/root/etc/passwd', '/proc/1/root/etc/shadow')]
+            """, Returns("[\"ENOENT\", \"ENOENT\", \"ENOENT\"]")),
+        ["py: /etc/passwd through os.open with dir_fd, past the hook"] = Bare("""
             def main():
-                return free('''
-            root = os.open('/', os.O_RDONLY | os.O_DIRECTORY)
-            answer([attempt(lambda: os.open(p, os.O_RDONLY, dir_fd=root)) for p in ('etc/passwd', '../../etc/shadow', 'root/.bashrc')])
-            ''')
-            """), Returns("[\"ENOENT\", \"ENOENT\", \"ENOENT\"]")),
+                root = os.open('/', os.O_RDONLY | os.O_DIRECTORY)
+                return [attempt(lambda: os.open(p, os.O_RDONLY, dir_fd=root)) for p in ('etc/passwd', '../../etc/shadow', 'root/.bashrc')]
+            """, Returns("[\"ENOENT\", \"ENOENT\", \"ENOENT\"]")),
         ["py: listing /"] = new(TaskLanguages.Python, """
             import os
             def main():
                 return os.listdir('/')
             """, Refused("NotAllowed: os.listdir('/') is not allowed in the sandbox")),
-        ["py: listing / past the hook shows only the runtime"] = new(TaskLanguages.Python, Py("""
+        ["py: listing / past the hook shows only the runtime"] = Bare("""
             def main():
-                return free('''
-            answer(sorted(os.listdir('/')))
-            ''')
-            """), Returns("[\"bin\", \"dev\", \"etc\", \"lib\", \"lib64\", \"proc\", \"sbin\", \"tmp\", \"usr\", \"worker\"]")),
-        ["py: writing outside /tmp past the hook"] = new(TaskLanguages.Python, Py("""
-            import sys
+                return sorted(os.listdir('/'))
+            """, Returns("[\"bin\", \"dev\", \"etc\", \"lib\", \"lib64\", \"proc\", \"sbin\", \"tmp\", \"usr\", \"worker\"]")),
+        ["py: writing outside /tmp past the hook"] = Bare("""
             def main(sentinel):
-                return free('''
-            answer([attempt(lambda: open(p, 'w').close()) for p in ('/usr/x', '/etc/x', '/worker/x', '/dev/x', '%s/file', '%s/new')])
-            ''' % (sentinel, sentinel))
-            """), Returns("[\"EROFS\", \"EROFS\", \"EROFS\", \"EROFS\", \"ENOENT\", \"ENOENT\"]") with { Also = SentinelUntouched }, Args: "[\"$SENTINEL\"]"),
-        ["py: 100 MiB into /dev/shm stops at the cap and is gone after the task"] = new(TaskLanguages.Python, Py("""
+                return [attempt(lambda: open(p, 'w').close()) for p in ('/usr/x', '/etc/x', '/worker/x', '/dev/x', sentinel + '/file', sentinel + '/new')]
+            """, Returns("[\"EROFS\", \"EROFS\", \"EROFS\", \"EROFS\", \"ENOENT\", \"ENOENT\"]") with { Also = SentinelUntouched }, "[\"$SENTINEL\"]"),
+        ["py: 100 MiB into /dev/shm stops at the cap and is gone after the task"] = Bare("""
             def main(marker):
-                return free('''
-            chunk = b'x' * (512 * 1024)
-            n = 0
-            try:
-                while n < 200:
-                    with open('/dev/shm/%s-%%d' %% n, 'wb') as f:
-                        f.write(chunk)
-                    n += 1
-                answer([n, 'no limit'])
-            except OSError as e:
-                answer([n, errno.errorcode[e.errno]])
-            ''' % marker)
-            """), new(JobStatus.Succeeded, TaskErrorKind.None, "", (f, job) =>
+                chunk = b'x' * (512 * 1024)
+                n = 0
+                try:
+                    while n < 200:
+                        with open('/dev/shm/%s-%d' % (marker, n), 'wb') as f:
+                            f.write(chunk)
+                        n += 1
+                    return [n, 'no limit']
+                except OSError as e:
+                    return [n, errno.errorcode[e.errno]]
+            """, new(JobStatus.Succeeded, TaskErrorKind.None, "", (f, job) =>
             {
                 var answer = System.Text.Json.JsonDocument.Parse(job.ResultJson!).RootElement;
                 Assert.Equal("ENOSPC", answer[1].GetString());
                 Assert.InRange(answer[0].GetInt32() * 512L * 1024, TmpCap - 2 * Bytes.MiB, TmpCap);
                 Assert.Empty(Directory.GetFiles("/dev/shm", $"{f.Marker}*"));
                 return Task.CompletedTask;
-            }), Args: "[\"$MARKER\"]"),
+            }), "[\"$MARKER\"]"),
 
         // ---- Python: network, other processes ----
         ["py: import socket"] = new(TaskLanguages.Python, """
@@ -418,32 +436,26 @@ public sealed class HostileSuiteTests(HostileSuiteFixture fixture, ITestOutputHe
                 import socket
                 return socket.create_connection(('1.1.1.1', 80)) is not None
             """, Refused("NotAllowed: import socket is not allowed in the sandbox")),
-        ["py: AF_INET, AF_INET6, AF_NETLINK and AF_PACKET sockets past the hook"] = new(TaskLanguages.Python, Py("""
-            def main():
-                return free('''
+        ["py: AF_INET, AF_INET6, AF_NETLINK and AF_PACKET sockets past the hook"] = Bare("""
             import socket
-            answer([attempt(lambda: socket.socket(f, socket.SOCK_DGRAM).close()) for f in (socket.AF_INET, socket.AF_INET6, socket.AF_NETLINK, socket.AF_PACKET)])
-            ''')
-            """), Returns("[\"EAFNOSUPPORT\", \"EAFNOSUPPORT\", \"EAFNOSUPPORT\", \"EAFNOSUPPORT\"]")),
-        ["py: the peer's environ and cmdline through /proc, past the hook"] = new(TaskLanguages.Python, Py("""
+            def main():
+                return [attempt(lambda: socket.socket(f, socket.SOCK_DGRAM).close()) for f in (socket.AF_INET, socket.AF_INET6, socket.AF_NETLINK, socket.AF_PACKET)]
+            """, Returns("[\"EAFNOSUPPORT\", \"EAFNOSUPPORT\", \"EAFNOSUPPORT\", \"EAFNOSUPPORT\"]")),
+        ["py: the peer's environ and cmdline through /proc, past the hook"] = Bare("""
             def main(peer):
-                return free('''
-            pids = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())
-            answer([attempt(lambda: open('/proc/%d/environ').read()), attempt(lambda: open('/proc/%d/cmdline').read()), len(pids) <= 4])
-            ''' % (peer, peer))
-            """), Returns("[\"ENOENT\", \"ENOENT\", true]"), Args: "[$PEER]"),
+                pids = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())
+                return [attempt(lambda: open('/proc/%d/environ' % peer).read()), attempt(lambda: open('/proc/%d/cmdline' % peer).read()), len(pids) <= 4]
+            """, Returns("[\"ENOENT\", \"ENOENT\", true]"), "[$PEER]"),
         ["py: os.kill"] = new(TaskLanguages.Python, """
             import os
             def main(peer):
                 os.kill(peer, 9)
             """, Refused("NotAllowed: os.kill is not allowed in the sandbox"), Args: "[$PEER]"),
-        ["py: signalling the peer past the hook"] = new(TaskLanguages.Python, Py("""
-            def main(peer):
-                return free('''
+        ["py: signalling the peer past the hook"] = Bare("""
             import signal
-            answer([attempt(lambda: os.kill(%d, 0)), attempt(lambda: os.kill(%d, signal.SIGKILL))])
-            ''' % (peer, peer))
-            """), Returns("[\"ESRCH\", \"ESRCH\"]"), Args: "[$PEER]"),
+            def main(peer):
+                return [attempt(lambda: os.kill(peer, 0)), attempt(lambda: os.kill(peer, signal.SIGKILL))]
+            """, Returns("[\"ESRCH\", \"ESRCH\"]"), "[$PEER]"),
 
         // ---- Python: memory, CPU, work that outlives the task ----
         ["py: a bytearray memory bomb"] = new(TaskLanguages.Python, """
@@ -452,38 +464,34 @@ public sealed class HostileSuiteTests(HostileSuiteFixture fixture, ITestOutputHe
                 while True:
                     hog.append(bytearray(1 << 24))
             """, Ends(JobStatus.Failed, TaskErrorKind.OutOfMemory, "OutOfMemory")),
-        ["py: an mmap memory bomb past the hook"] = new(TaskLanguages.Python, Py("""
-            def main():
-                return free('''
+        ["py: an mmap memory bomb past the hook"] = Bare("""
             import mmap
-            maps = []
-            try:
-                while True:
-                    m = mmap.mmap(-1, 1 << 26)
-                    m[::4096] = b'x' * (1 << 14)
-                    maps.append(m)
-            except (OSError, MemoryError) as e:
-                answer([len(maps) < 64, type(e).__name__])
-            ''')
-            """), Returns("[true, \"OSError\"]")),
+            def main():
+                maps = []
+                try:
+                    while True:
+                        m = mmap.mmap(-1, 1 << 26)
+                        m[::4096] = b'x' * (1 << 14)
+                        maps.append(m)
+                except (OSError, MemoryError) as e:
+                    return [len(maps) < 64, type(e).__name__]
+            """, Returns("[true, \"OSError\"]")),
         ["py: a CPU burner past its timeout"] = new(TaskLanguages.Python, """
             def main():
                 while True:
                     pass
             """, Ends(JobStatus.TimedOut, TaskErrorKind.TimedOut, "ran longer than 2 s"), TimeoutSeconds: 2),
-        ["py: a double-forked child outlives the task"] = new(TaskLanguages.Python, Py("""
-            def main():
-                return free('''
+        ["py: a double-forked child outlives the task, past the hook"] = Bare("""
             import time
-            if os.fork() == 0:
-                os.setsid()
+            def main():
                 if os.fork() == 0:
-                    time.sleep(600)
-                os._exit(0)
-            os.wait()
-            answer('forked')
-            ''')
-            """), Returns("\"forked\"") with { Also = NoStragglers }),
+                    os.setsid()
+                    if os.fork() == 0:
+                        time.sleep(600)
+                    os._exit(0)
+                os.wait()
+                return 'forked'
+            """, Returns("\"forked\"") with { Also = NoStragglers }),
 
         // ---- Python: the protocol, stderr, the interpreter itself ----
         ["py: 100 MB to the raw stderr"] = new(TaskLanguages.Python, """
@@ -598,22 +606,20 @@ public sealed class HostileSuiteTests(HostileSuiteFixture fixture, ITestOutputHe
     public Task Each_hostile_program_ends_in_its_safe_outcome(string name) => RunAsync(Programs[name]);
 
     [RootFact] // only a root peer gives workers a cgroup with a process limit: see docs/SANDBOX.md
-    public Task Py_a_fork_bomb_past_the_hook_stops_at_the_process_limit() => RunAsync(new(TaskLanguages.Python, Py("""
-        def main():
-            return free('''
+    public Task Py_a_fork_bomb_past_the_hook_stops_at_the_process_limit() => RunAsync(Bare("""
         import time
-        n = 0
-        try:
-            while n < 5000:
-                if os.fork() == 0:
-                    time.sleep(30)
-                    os._exit(0)
-                n += 1
-            answer([n, 'no limit'])
-        except OSError as e:
-            answer([n <= 256, errno.errorcode[e.errno]])
-        ''')
-        """), Returns("[true, \"EAGAIN\"]") with { Also = NoStragglers }));
+        def main():
+            n = 0
+            try:
+                while n < 5000:
+                    if os.fork() == 0:
+                        time.sleep(30)
+                        os._exit(0)
+                    n += 1
+                return [n, 'no limit']
+            except OSError as e:
+                return [n <= 256, errno.errorcode[e.errno]]
+        """, Returns("[true, \"EAGAIN\"]") with { Also = NoStragglers }));
 
     [RootFact] // as above: without a cgroup, threads are bounded only by memory
     public Task Py_a_thread_bomb_stops_at_the_process_limit() => RunAsync(new(TaskLanguages.Python, """
@@ -760,10 +766,13 @@ public sealed class HostileSuiteTests(HostileSuiteFixture fixture, ITestOutputHe
         var args = hostile.Args.Replace("$PEER", Environment.ProcessId.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal)
             .Replace("$MARKER", fixture.Marker, StringComparison.Ordinal)
             .Replace("$SENTINEL", fixture.Sentinel, StringComparison.Ordinal);
+        // Python is pinned: past the hook to the peer without it, the rest to the peer with it.
+        var pinned = hostile.PastTheHook ? HostileSuiteFixture.BarePeer : hostile.Language == TaskLanguages.Python ? HostileSuiteFixture.HookedPeer : null;
         // No retries: the outcome of the one attempt is the one asserted.
         var job = await fixture.Peers.Peer("peer-1").SubmitAsync(new TaskSpec(hostile.Program, null, args, false,
-            TimeSpan.FromSeconds(hostile.TimeoutSeconds), "mallory", null, MaxRetries: 0, Language: hostile.Language));
+            TimeSpan.FromSeconds(hostile.TimeoutSeconds), "mallory", pinned, MaxRetries: 0, Language: hostile.Language));
         var done = await JobWaits.TerminalAsync(fixture.Peers, job.JobId, TimeSpan.FromSeconds(hostile.TimeoutSeconds + 60));
+        if (pinned is not null) Assert.Equal(pinned, done.ExecutedBy);
         output.WriteLine($"{done.Status} {done.ErrorKind} on {done.ExecutedBy} in {done.RunMs:0} ms\nresult: {done.ResultJson}\nerror: {done.Error}");
 
         var expected = hostile.Expected;

@@ -18,10 +18,12 @@ millisecond, and nothing a task changes (modules, builtins, globals) reaches the
 binds a zygote to one submitter. Time slicing (the cgroup freezer, or SIGSTOP/SIGCONT to the
 zygote's process group), timeouts and cancels are the peer's: it stops or kills the whole sandbox.
 
-Usage: python3 -I -B p2pshare_worker.py HEAP_LIMIT_BYTES [CPU_SECONDS_PER_TASK] [--reap]
+Usage: python3 -I -B p2pshare_worker.py HEAP_LIMIT_BYTES [CPU_SECONDS_PER_TASK] [--reap] [--no-audit-hook]
 
 --reap: the zygote has a PID namespace and /proc of its own, so after each task it kills every
 process it sees but PID 1 and itself.
+--no-audit-hook: tasks run with no audit hook and none of its tripwires (Compute:PythonAuditHook=false),
+so that tests can show the kernel wall holding on its own. Never for a peer that serves strangers.
 """
 
 import builtins
@@ -29,6 +31,7 @@ import io
 import json
 import os
 import resource
+import select
 import struct
 import sys
 import types
@@ -63,11 +66,16 @@ DENIED_MODULES = frozenset((
     "ctypes", "_ctypes", "subprocess", "_posixsubprocess", "multiprocessing", "_multiprocessing",
     "_posixshmem", "mmap", "pty", "fcntl", "termios", "tty", "ssl", "_ssl", "socket", "_socket", "asyncio", "pwd", "grp", "spwd", "nis", "dbm", "_dbm", "_gdbm", "readline", "syslog",
     "ossaudiodev", "_tkinter",
+    # Subinterpreters run with no audit hook at all (the names differ across Python versions), and
+    # the test-only C APIs start one (_testcapi.run_in_subinterp) or rewrite the interpreter's
+    # configuration (_testinternalcapi.set_config).
+    "_xxsubinterpreters", "_xxinterpchannels", "_interpreters", "_interpchannels", "_interpqueues",
+    "_testcapi", "_testinternalcapi",
 ))
 
 # Functions that act on other processes without raising an audit event. They are replaced by refusals
-# (a tripwire: a program rebuilding a built-in module behind the import system gets them back; the
-# PID namespace, where the machine allows one, is what really keeps other processes out of reach).
+# (a tripwire: built-in modules cannot be rebuilt once the zygote sealed _imp.create_builtin, but native
+# code reaches the system calls anyway; the PID namespace is what really keeps other processes out of reach).
 UNAUDITED_PROCESS_FUNCTIONS = {
     "posix": ("pidfd_open", "setpriority", "sched_setaffinity", "sched_setscheduler", "sched_setparam", "setpgid", "setpgrp", "setsid", "setns", "unshare"),
     "os": ("pidfd_open", "setpriority", "sched_setaffinity", "sched_setscheduler", "sched_setparam", "setpgid", "setpgrp", "setsid", "setns", "unshare"),
@@ -130,6 +138,8 @@ def make_audit_hook(readable_roots, zygote_pid):
                 return True
         return False
 
+    str_split = str.split  # unbound: a str subclass's own split cannot lie about a module's name
+
     def audit(event, args):
         if getpid() == zygote_pid:
             return
@@ -148,14 +158,40 @@ def make_audit_hook(readable_roots, zygote_pid):
                 raise not_allowed("%s(%r) is not allowed in the sandbox: programs cannot list folders" % (event, path))
             return
         if event == "import":
+            # Every part of the name: an extension module is initialised by its last part
+            # (spec_from_file_location('x._ctypes', ...) loads _ctypes), a package by its first.
             name = args[0]
-            if is_instance(name, str_type) and name.split(".")[0] in denied_modules:
-                raise import_not_allowed("import %s is not allowed in the sandbox" % name)
+            if is_instance(name, str_type):
+                for part in str_split(name, "."):
+                    if part in denied_modules:
+                        raise import_not_allowed("import %s is not allowed in the sandbox" % str_type.__str__(name))
             return
         if event.startswith(denied_prefixes):
             raise not_allowed("%s is not allowed in the sandbox" % event)
 
     return audit
+
+
+def seal_builtin_modules():
+    """
+    Loads every built-in module a program may use, then makes _imp.create_builtin refuse: a built-in
+    module created through importlib (import_module, module_from_spec) raises no audit event, so the
+    hook would never see _posixsubprocess or pwd arrive that way. The refusal holds no reference to
+    the original function, so a program cannot dig it out of a closure.
+    """
+    import _imp
+
+    for name in sys.builtin_module_names:
+        if name not in DENIED_MODULES and name not in sys.modules:
+            try:
+                __import__(name)
+            except ImportError:
+                pass
+
+    def create_builtin(spec):
+        raise ImportNotAllowed("import %s is not allowed in the sandbox" % getattr(spec, "name", "?"))
+
+    _imp.create_builtin = create_builtin
 
 
 def neuter_unaudited_functions():
@@ -396,17 +432,30 @@ def preload():
             pass
 
 
-def read_all(fd, limit):
-    """Everything the child wrote until it closed the pipe; None when it wrote more than limit bytes."""
-    chunks, size = [], 0
+def read_reply(fd, pid, limit):
+    """
+    Everything the child wrote, until it closed the pipe or, when a process it forked still holds
+    the pipe open, until the child has exited and the pipe holds nothing more (its leftovers are
+    reaped afterwards). (bytes or None when it wrote more than limit bytes, the child's wait status
+    or None when it has not been waited for yet.)
+    """
+    chunks, size, status = [], 0, None
     while True:
-        chunk = os.read(fd, 1 << 16)
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
+        # Only a descendant holding the pipe leaves it open after the child: then the pipe is polled.
+        if select.select([fd], [], [], 0.05)[0]:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return b"".join(chunks), status
+            size += len(chunk)
+            if size > limit:
+                return None, status
+            chunks.append(chunk)
+        elif status is not None:
+            return b"".join(chunks), status
+        else:
+            done, wait_status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = wait_status
 
 
 def reap_leftovers(own_pid):
@@ -509,12 +558,13 @@ def fork_and_run(source, request, sequence, protocol_fds, heap_limit, cpu_second
         os.close(go_write)
     limit = int(request.get("MaxResultBytes", 0)) + int(request.get("MaxOutputBytes", 0)) + 4 * MAX_ERROR_CHARS + 4096
     try:
-        data = read_all(answer_read, min(limit, MAX_FRAME_BYTES))
+        data, wait_status = read_reply(answer_read, pid, min(limit, MAX_FRAME_BYTES))
     finally:
         os.close(answer_read)
-    if data is None:
-        os.kill(pid, 9)
-    _, wait_status = os.waitpid(pid, 0)
+    if wait_status is None:
+        if data is None:
+            os.kill(pid, 9)
+        _, wait_status = os.waitpid(pid, 0)
     if data is None:
         return "the task wrote more than a reply may hold", None
     if os.WIFSIGNALED(wait_status):
@@ -531,6 +581,7 @@ def main():
     heap_limit = int(sys.argv[1]) if len(sys.argv) > 1 else 0
     cpu_seconds = int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2].isdigit() else 0
     reap = "--reap" in sys.argv[1:]
+    audit_hook = "--no-audit-hook" not in sys.argv[1:]
 
     # The protocol gets private copies of the pipes; fd 0 and 1 become /dev/null so that a program
     # can neither read requests nor corrupt replies by writing to standard output. Forked tasks
@@ -554,7 +605,9 @@ def main():
     preload()
 
     readable_roots = sorted({os.path.realpath(p) for p in sys.path if p and os.path.isabs(p)})
-    neuter_unaudited_functions()
+    if audit_hook:
+        neuter_unaudited_functions()
+        seal_builtin_modules()
     for name in DENIED_MODULES:
         # Start-up may have loaded one (site imports pwd when there is no HOME; ctypes above): a
         # program's import must reach the hook, which sees only modules not loaded yet.
@@ -573,7 +626,8 @@ def main():
     # Objects the zygote holds are never collected in a task, so forks share their pages.
     gc.freeze()
     zygote_pid = os.getpid()
-    sys.addaudithook(make_audit_hook(readable_roots, zygote_pid))
+    if audit_hook:
+        sys.addaudithook(make_audit_hook(readable_roots, zygote_pid))
 
     protocol.write({"ProcessId": pid})
     return serve(protocol, (inp.fileno(), out.fileno()), heap_limit, cpu_seconds, reap, zygote_pid)
