@@ -30,10 +30,12 @@ public sealed class ComputeOptions : IValidatableObject
     public TimeSpan Quantum { get; set; } = DefaultQuantum;
 
     /// <summary>
-    /// Most worker processes alive at once (running or paused); tasks beyond wait unstarted.
-    /// Default: four per processor, at least 4. At least <see cref="Slots"/>.
+    /// Most worker processes of one runtime alive at once (running, paused or idle); tasks beyond wait
+    /// unstarted. A worker serves one submitter and idles frozen (a .NET worker holds ~35 MB), so this
+    /// is also how many submitters can take turns on the peer without restarting workers. Default:
+    /// eight per processor, at least 16. At least <see cref="Slots"/>.
     /// </summary>
-    public int MaxLiveWorkers { get; set; } = Math.Max(4, Environment.ProcessorCount * 4);
+    public int MaxLiveWorkers { get; set; } = Math.Max(16, Environment.ProcessorCount * 8);
 
     /// <summary>Idle workers kept warm. Default: the processor count. At most <see cref="MaxLiveWorkers"/>.</summary>
     public int WarmWorkers { get; set; } = Environment.ProcessorCount;
