@@ -41,7 +41,6 @@ public sealed partial class StoredJobSweep : ILifecycleParticipant<ISiloLifecycl
 
     private readonly string _connectionString;
     private readonly IGrainFactory _grains;
-    private readonly RetainedJobs _retained;
     private readonly TimeProvider _time;
     private readonly ILogger<StoredJobSweep> _logger;
     private readonly string _serviceId;
@@ -51,12 +50,11 @@ public sealed partial class StoredJobSweep : ILifecycleParticipant<ISiloLifecycl
     private ITimer? _timer;
     private (DateTime ModifiedUtc, string JobId)? _cursor;
 
-    public StoredJobSweep(string connectionString, IGrainFactory grains, RetainedJobs retained, IOptions<ClusterOptions> cluster,
+    public StoredJobSweep(string connectionString, IGrainFactory grains, IOptions<ClusterOptions> cluster,
         IOptions<ComputeOptions> options, TimeProvider time, ILogger<StoredJobSweep> logger)
     {
         _connectionString = connectionString;
         _grains = grains;
-        _retained = retained;
         _time = time;
         _logger = logger;
         _serviceId = cluster.Value.ServiceId;
@@ -80,7 +78,7 @@ public sealed partial class StoredJobSweep : ILifecycleParticipant<ISiloLifecycl
                 if (_stopping.IsCancellationRequested) break;
                 try
                 {
-                    await _grains.GetGrain<IJobGrain>(jobId).ExpireAsync(_retained.RetentionReason);
+                    await _grains.GetGrain<IJobGrain>(jobId).ExpireAsync(RetainedJobs.RetentionReasonFor(_retention));
                 }
                 catch (Exception ex)
                 {
