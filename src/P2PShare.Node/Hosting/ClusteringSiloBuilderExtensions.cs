@@ -62,7 +62,7 @@ public static class ClusteringSiloBuilderExtensions
     /// <paramref name="postgresConnectionString"/> is given, else in memory. Job state is written with
     /// Orleans' own serializer in both, so any type that can cross a grain call ([GenerateSerializer],
     /// [Id]) can be stored, with its version tolerance, instead of Orleans' default JSON with .NET
-    /// type names.
+    /// type names. In PostgreSQL, <see cref="StoredJobSweep"/> expires the records no silo tracks.
     /// </summary>
     public static ISiloBuilder AddP2PShareJobStorage(this ISiloBuilder silo, string? postgresConnectionString)
     {
@@ -82,6 +82,9 @@ public static class ClusteringSiloBuilderExtensions
             // Cleared job records are deleted, not kept as empty rows forever.
             o.DeleteStateOnClear = true;
         }));
+        // Records whose supervising silo is gone are tracked by no silo's RetainedJobs: swept from storage.
+        silo.Services.AddSingleton(sp => ActivatorUtilities.CreateInstance<StoredJobSweep>(sp, postgresConnectionString));
+        silo.Services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(sp => sp.GetRequiredService<StoredJobSweep>());
         silo.UseAdoNetReminderService(o =>
         {
             o.Invariant = ClusteringOptions.NpgsqlInvariant;

@@ -14,8 +14,8 @@ namespace P2PShare.Compute;
 /// </summary>
 /// <remarks>
 /// A job is tracked by the silo where its grain last finished or woke up (its origin, normally).
-/// A record whose silo restarts is tracked again when it is next read; until then only a read
-/// expires it, as before.
+/// A record whose silo restarts is tracked again when it is next read; in <c>postgres</c> mode
+/// <see cref="StoredJobSweep"/> reads such records from storage and expires them unread.
 /// </remarks>
 public sealed partial class RetainedJobs : IDisposable
 {
@@ -65,7 +65,10 @@ public sealed partial class RetainedJobs : IDisposable
         _ => $"{span.TotalSeconds:0.###} s",
     };
 
-    public string RetentionReason => $"finished jobs are kept for {Describe(_retention)}";
+    public string RetentionReason => RetentionReasonFor(_retention);
+
+    /// <summary>Why a job expired after <paramref name="retention"/>, as <c>job get</c> says it.</summary>
+    public static string RetentionReasonFor(TimeSpan retention) => $"finished jobs are kept for {Describe(retention)}";
 
     /// <summary>A job supervised here ended (or woke up ended) holding <paramref name="info"/>.</summary>
     public void Finished(string jobId, JobInfo info)
