@@ -34,6 +34,7 @@ import resource
 import select
 import struct
 import sys
+import time
 import types
 
 NONE, COMPILE_ERROR, NOT_ALLOWED, INVALID_ARGUMENTS, EXCEPTION, OUT_OF_MEMORY, CRASHED, RESULT_TOO_LARGE = 0, 1, 2, 3, 4, 6, 7, 8
@@ -459,17 +460,38 @@ def read_reply(fd, pid, limit):
 
 
 def reap_leftovers(own_pid):
-    """Kills every process of this PID namespace but PID 1 (the launcher) and the zygote: what a task forked dies with it."""
+    """Kills every process of this PID namespace but PID 1 (the launcher) and the zygote: what a task
+    forked dies with it. Returns once they are gone (or zombies awaiting PID 1), at most after a
+    second: the peer freezes the sandbox after the reply, and a process frozen before its SIGKILL took
+    effect would live on, holding its memory, until the next thaw."""
+    deadline = time.monotonic() + 1.0
+    while True:
+        alive = [pid for pid in other_pids(own_pid) if not is_zombie(pid)]
+        if not alive or time.monotonic() > deadline:
+            return
+        for pid in alive:
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+        time.sleep(0.002)
+
+
+def other_pids(own_pid):
     try:
         names = os.listdir("/proc")
     except OSError:
-        return
-    for name in names:
-        if name.isdigit() and name != "1" and int(name) != own_pid:
-            try:
-                os.kill(int(name), 9)
-            except OSError:
-                pass
+        return []
+    return [int(name) for name in names if name.isdigit() and name != "1" and int(name) != own_pid]
+
+
+def is_zombie(pid):
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as stat:
+            text = stat.read()
+        return text[text.rindex(b")") + 2:text.rindex(b")") + 3] == b"Z"
+    except (OSError, ValueError):
+        return True  # gone
 
 
 def frame(header, body=b""):
