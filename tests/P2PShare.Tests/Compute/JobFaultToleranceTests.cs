@@ -111,7 +111,8 @@ public sealed class JobFaultToleranceTests
         Assert.Contains($"on '{first.ExecutedBy}' and on '{second.ExecutedBy}'", done.Error);
         Assert.Contains("not tried again", done.Error);
         Assert.Equal(2, done.Attempts.Length);
-        await peers.Job(hold.JobId).CancelAsync();
+        // The holding task ends with the cluster: cancelling it here could meet a client whose gateway
+        // was one of the killed silos.
     }
 
     [Fact]
