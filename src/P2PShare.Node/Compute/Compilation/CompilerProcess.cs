@@ -24,7 +24,6 @@ internal sealed record CompilerLaunch(string CompilerPath, long HeapLimitBytes, 
 internal sealed partial class CompilerProcess : IAsyncDisposable
 {
     private const string SandboxFolder = "/compiler";
-    private const int StderrChunkBytes = 16 * 1024;
     private static readonly TimeSpan ExitGrace = TimeSpan.FromSeconds(5);
 
     private readonly Process _process;
@@ -34,7 +33,6 @@ internal sealed partial class CompilerProcess : IAsyncDisposable
     private readonly long _heapLimitBytes;
     private readonly ILogger _logger;
     private readonly WorkerStderr _stderr = new();
-    private readonly TaskCompletionSource _stderrClosed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     // Starts at random: a text that reaches the compiler's output cannot simply guess the number to echo.
     private long _nextSequence = Random.Shared.NextInt64(1L << 52);
     private volatile bool _dead;
@@ -123,7 +121,7 @@ internal sealed partial class CompilerProcess : IAsyncDisposable
         }
 
         var compiler = new CompilerProcess(process, lease, launch.HeapLimitBytes, logger);
-        _ = Task.Run(() => compiler.DrainStderrAsync(process.StandardError.BaseStream));
+        _ = Task.Run(() => compiler._stderr.DrainAsync(process.StandardError.BaseStream));
         try
         {
             var hello = WorkerFrames.ReadAsync<WorkerHello>(compiler._stdout, FrameLimit.Hello, CancellationToken.None);
@@ -303,41 +301,7 @@ internal sealed partial class CompilerProcess : IAsyncDisposable
             throw new InvalidOperationException($"the compiler said hello as process {helloPid}, not the started process {_process.Id}");
     }
 
-    private async Task DrainStderrAsync(Stream stderr)
-    {
-        var chunk = new byte[StderrChunkBytes];
-        try
-        {
-            while (true)
-            {
-                var got = await stderr.ReadAsync(chunk).ConfigureAwait(false);
-                if (got == 0) break;
-                lock (_stderr) _stderr.Feed(chunk.AsSpan(0, got));
-            }
-        }
-        catch (Exception e) when (e is IOException or ObjectDisposedException)
-        {
-            // The process is gone.
-        }
-        finally
-        {
-            _stderrClosed.TrySetResult();
-        }
-    }
-
-    private async Task WaitForEndAsync()
-    {
-        using var grace = new CancellationTokenSource(ExitGrace);
-        try
-        {
-            await _process.WaitForExitAsync(grace.Token).ConfigureAwait(false);
-            await _stderrClosed.Task.WaitAsync(grace.Token).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is OperationCanceledException or InvalidOperationException)
-        {
-            // Bounded: a process that will not die after SIGKILL is beyond what we can do here.
-        }
-    }
+    private Task WaitForEndAsync() => _stderr.WaitForEndAsync(_process, ExitGrace);
 
     private string DescribeExit()
     {

@@ -143,7 +143,6 @@ public sealed partial class WorkerProcess : IWorker
     private const int SigKill = Native.SigKill;
     private const int SigCont = Native.SigCont;
     private const int SigStop = Native.SigStop;
-    private const int StderrChunkBytes = 16 * 1024;
     private static readonly TimeSpan ExitGrace = TimeSpan.FromSeconds(5);
     private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
@@ -158,7 +157,6 @@ public sealed partial class WorkerProcess : IWorker
     private readonly HashSet<string> _loaded = new(StringComparer.Ordinal);
     private readonly object _gate = new();
     private readonly WorkerStderr _stderr = new();
-    private readonly TaskCompletionSource _stderrClosed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Pending? _pending;
     private bool _readerDone;
     private string? _violation;
@@ -294,7 +292,7 @@ public sealed partial class WorkerProcess : IWorker
         }
 
         var worker = new WorkerProcess(process, workDir ?? "", heapLimitBytes, reportableOutcomes, logger, sandbox) { _signalGroup = signalGroup };
-        _ = Task.Run(() => worker.DrainStderrAsync(process.StandardError.BaseStream));
+        _ = Task.Run(() => worker._stderr.DrainAsync(process.StandardError.BaseStream));
         try
         {
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -523,28 +521,6 @@ public sealed partial class WorkerProcess : IWorker
         KillProcess();
     }
 
-    private async Task DrainStderrAsync(Stream stderr)
-    {
-        var chunk = new byte[StderrChunkBytes];
-        try
-        {
-            while (true)
-            {
-                var got = await stderr.ReadAsync(chunk).ConfigureAwait(false);
-                if (got == 0) break;
-                lock (_stderr) _stderr.Feed(chunk.AsSpan(0, got));
-            }
-        }
-        catch (Exception e) when (e is IOException or ObjectDisposedException)
-        {
-            // The process is gone.
-        }
-        finally
-        {
-            _stderrClosed.TrySetResult();
-        }
-    }
-
     /// <summary>
     /// Takes the process that said hello as the one to signal: the started one, or its direct child
     /// (unshare), or, behind the kernel wall, the descendant of bwrap whose PID in the sandbox's PID
@@ -612,19 +588,7 @@ public sealed partial class WorkerProcess : IWorker
         return ExecutionResult.Failure(TaskErrorKind.Crashed, $"the worker crashed: {DescribeExit()}");
     }
 
-    private async Task WaitForEndAsync()
-    {
-        using var grace = new CancellationTokenSource(ExitGrace);
-        try
-        {
-            await _process.WaitForExitAsync(grace.Token).ConfigureAwait(false);
-            await _stderrClosed.Task.WaitAsync(grace.Token).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is OperationCanceledException or InvalidOperationException)
-        {
-            // Bounded: a worker that will not die after SIGKILL is beyond what we can do here.
-        }
-    }
+    private Task WaitForEndAsync() => _stderr.WaitForEndAsync(_process, ExitGrace);
 
     private string DescribeExit()
     {

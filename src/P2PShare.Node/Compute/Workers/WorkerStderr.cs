@@ -29,6 +29,53 @@ internal sealed class WorkerStderr
     private bool _capturingUnhandled;
     private bool _unhandledDone;
 
+    private const int ChunkBytes = 16 * 1024;
+    private readonly TaskCompletionSource _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Completes when the stream <see cref="DrainAsync"/> reads has ended.</summary>
+    public Task Closed => _closed.Task;
+
+    /// <summary>
+    /// Reads a child's stderr as raw bytes until it ends, feeding each chunk under this object's lock
+    /// (readers lock it too); never a line at a time, so an endless line costs nothing.
+    /// </summary>
+    public async Task DrainAsync(Stream stderr)
+    {
+        var chunk = new byte[ChunkBytes];
+        try
+        {
+            while (true)
+            {
+                var got = await stderr.ReadAsync(chunk).ConfigureAwait(false);
+                if (got == 0) break;
+                lock (this) Feed(chunk.AsSpan(0, got));
+            }
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            // The process is gone.
+        }
+        finally
+        {
+            _closed.TrySetResult();
+        }
+    }
+
+    /// <summary>Waits, at most <paramref name="grace"/>, for <paramref name="process"/> to exit and its stderr to end.</summary>
+    public async Task WaitForEndAsync(System.Diagnostics.Process process, TimeSpan grace)
+    {
+        using var deadline = new CancellationTokenSource(grace);
+        try
+        {
+            await process.WaitForExitAsync(deadline.Token).ConfigureAwait(false);
+            await Closed.WaitAsync(deadline.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OperationCanceledException or InvalidOperationException)
+        {
+            // Bounded: a process that will not die after SIGKILL is beyond what we can do here.
+        }
+    }
+
     /// <summary>Everything fed so far, kept or not.</summary>
     public long TotalBytes { get; private set; }
 
