@@ -65,6 +65,18 @@ internal sealed class BenchCommandLine
         HelpName = "P",
     };
 
+    private readonly Option<int?> _redisPid = new("--redis-pid")
+    {
+        Description = "the redis-server's process id, for its CPU per command in the redis scenario (default: not measured)",
+        HelpName = "PID",
+    };
+
+    private readonly Option<int?> _respPort = new("--resp-port")
+    {
+        Description = "the first peer's RESP (Redis protocol) port: the redis scenario runs redis-benchmark against it too (default: redis-server only)",
+        HelpName = "P",
+    };
+
     private readonly Option<string> _cli = new("--cli")
     {
         Description = "the p2pshare command for the file scenario (default deploy/local/p2pshare)",
@@ -88,9 +100,9 @@ internal sealed class BenchCommandLine
     {
         Root = new RootCommand(
             "p2pshare-bench: runs the benchmark scenarios against a running cluster and prints one JSON line per scenario "
-            + "(and per variant: tasks with and without --confidential, mem at concurrency 8 and 50).")
+            + "(and per variant: tasks with and without --confidential, mem at concurrency 8 and 50, redis per test and shape).")
         {
-            _gateway, _quick, _scenarios, _tasks, _submitters, _memSeconds, _fileMiB, _timeSlicing, _redisPort, _cli, _pidDir, _legacy,
+            _gateway, _quick, _scenarios, _tasks, _submitters, _memSeconds, _fileMiB, _timeSlicing, _redisPort, _redisPid, _respPort, _cli, _pidDir, _legacy,
         };
         Root.Options.Remove(Root.Options.OfType<VersionOption>().Single());
         _gateway.Validators.Add(result =>
@@ -136,6 +148,8 @@ internal sealed class BenchCommandLine
             FileMiB = parse.GetValue(_fileMiB) ?? (quick ? BenchOptions.QuickFileMiB : BenchOptions.DefaultFileMiB),
             TimeSlicing = parse.GetValue(_timeSlicing) ?? BenchOptions.DefaultTimeSlicing,
             RedisPort = parse.GetValue(_redisPort),
+            RedisPid = parse.GetValue(_redisPid),
+            RespPort = parse.GetValue(_respPort),
             Cli = parse.GetValue(_cli),
             PidDir = parse.GetValue(_pidDir),
             Legacy = parse.GetValue(_legacy),

@@ -5,7 +5,7 @@ namespace P2PShare.Benchmarks;
 /// <summary>What p2pshare-bench runs and how big; every size has a full and a --quick default.</summary>
 internal sealed record BenchOptions
 {
-    public static readonly string[] All = ["compile", "file", "tasks", "balance", "fairness", "mem", "legacy"];
+    public static readonly string[] All = ["compile", "file", "tasks", "balance", "fairness", "mem", "redis", "legacy"];
 
     public const int DefaultTasks = 3000;
     public const int QuickTasks = 200;
@@ -30,6 +30,8 @@ internal sealed record BenchOptions
     public int FileMiB { get; init; } = DefaultFileMiB;
     public string TimeSlicing { get; init; } = DefaultTimeSlicing;
     public int? RedisPort { get; init; }
+    public int? RedisPid { get; init; }
+    public int? RespPort { get; init; }
     public string? Cli { get; init; }
     public string? PidDir { get; init; }
     public string? Legacy { get; init; }

@@ -4,6 +4,7 @@ using System.Security.Cryptography;
 using System.Text.Json.Nodes;
 using P2PShare.Cli;
 using P2PShare.Compute;
+using P2PShare.Connecting;
 using P2PShare.Peers;
 
 namespace P2PShare.Benchmarks;
@@ -46,6 +47,7 @@ internal sealed class Scenarios(ClusterConnection cluster, BenchOptions options)
             "balance" => [await BalanceAsync()],
             "fairness" => [await FairnessAsync()],
             "mem" => [await MemAsync(8), await MemAsync(50)],
+            "redis" => await RedisAsync(),
             "file" => [await FileAsync()],
             "legacy" => [await LegacyAsync()],
             _ => throw new ArgumentException(scenario),
@@ -245,42 +247,144 @@ internal sealed class Scenarios(ClusterConnection cluster, BenchOptions options)
     {
         var value = new byte[64];
         RandomNumberGenerator.Fill(value);
-        var samples = new Samples();
-        long ops = 0;
-        var until = Stopwatch.GetTimestamp() + (long)(options.MemSeconds * Stopwatch.Frequency);
-        var clock = Stopwatch.StartNew();
-        await System.Threading.Tasks.Task.WhenAll(Enumerable.Range(0, concurrency).Select(c => System.Threading.Tasks.Task.Run(async () =>
+
+        // One client per peer, connected to that peer's own gateway: a call then goes client → the
+        // peer's silo and back, as redis-benchmark talks to the server itself. Through the shared
+        // client a call lands on whichever gateway its grain's bucket picked and is forwarded to the
+        // peer's silo (one more hop, measured as anyGatewayOpsPerSec).
+        var peers = await cluster.Tracker.GetPeersAsync();
+        var direct = new Dictionary<string, ClusterConnection>(StringComparer.Ordinal);
+        try
         {
-            var peer = cluster.Peer(_peers[c % _peers.Length]);
+            foreach (var peer in peers.OrderBy(p => p.Name, StringComparer.Ordinal))
+            {
+                if (!HostPort.TryParse(peer.Report.Gateway, out var gateway))
+                    throw new InvalidOperationException($"peer {peer.Name} reports an unreadable gateway '{peer.Report.Gateway}'");
+                direct[peer.Name] = await ClusterConnection.ConnectAsync(new ConnectionSettings([gateway], Origin: null), CancellationToken.None);
+            }
+
+            var line = new JsonObject { ["scenario"] = "mem", ["concurrency"] = concurrency, ["valueBytes"] = 64 };
+            var run = await MemRunAsync(concurrency, value, name => direct[name].Peer(name));
+            line["opsPerSec"] = run.OpsPerSec;
+            line["p50Ms"] = run.Samples.Percentile(50);
+            line["p99Ms"] = run.Samples.Percentile(99);
+            line["clientCpuUsPerOp"] = run.ClientCpuUsPerOp;
+            line["peersCpuUsPerOp"] = run.PeersCpuUsPerOp;
+            var shared = await MemRunAsync(concurrency, value, cluster.Peer);
+            line["anyGatewayOpsPerSec"] = shared.OpsPerSec;
+            line["anyGatewayPeersCpuUsPerOp"] = shared.PeersCpuUsPerOp;
+            if (options.RedisPort is { } port)
+            {
+                var redis = await Redis.BenchmarkAsync(port, concurrency, options.Quick ? 20_000 : 200_000);
+                line["redisOpsPerSec"] = redis.OpsPerSec;
+                line["redisP99Ms"] = redis.P99Ms;
+                line["vsRedis"] = Samples.Round(run.OpsPerSec / redis.OpsPerSec);
+            }
+
+            return line;
+        }
+        finally
+        {
+            foreach (var connection in direct.Values) await connection.DisposeAsync();
+        }
+    }
+
+    private sealed record MemRun(double OpsPerSec, Samples Samples, double ClientCpuUsPerOp, double? PeersCpuUsPerOp);
+
+    /// <summary>
+    /// <paramref name="concurrency"/> callers, each alternating SET and GET of its own key on one
+    /// peer, for --mem-seconds after a warm-up. Each caller keeps its own counts and samples so the
+    /// callers share nothing while measured.
+    /// </summary>
+    private async Task<MemRun> MemRunAsync(int concurrency, byte[] value, Func<string, IPeerGrain> peerOf)
+    {
+        const int warmUpOps = 200;
+        async Task<(long Ops, List<double> Samples)> CallerAsync(int c, long until, bool record)
+        {
+            var peer = peerOf(_peers[c % _peers.Length]);
             var key = $"bench-{concurrency}-{c}";
-            for (var n = 0; Stopwatch.GetTimestamp() < until; n++)
+            var samples = new List<double>(record ? 1 << 16 : 0);
+            long n = 0;
+            for (; until == 0 ? n < warmUpOps : Stopwatch.GetTimestamp() < until; n++)
             {
                 var start = Stopwatch.GetTimestamp();
                 if (n % 2 == 0) await peer.SetAsync(key, value, null);
                 else await peer.GetAsync(key);
-                samples.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
-                Interlocked.Increment(ref ops);
+                if (record) samples.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
             }
-        })));
-        clock.Stop();
-        var line = new JsonObject
-        {
-            ["scenario"] = "mem",
-            ["concurrency"] = concurrency,
-            ["valueBytes"] = 64,
-            ["opsPerSec"] = Samples.Round(ops / clock.Elapsed.TotalSeconds),
-            ["p50Ms"] = samples.Percentile(50),
-            ["p99Ms"] = samples.Percentile(99),
-        };
-        if (options.RedisPort is { } port)
-        {
-            var redis = await Redis.BenchmarkAsync(port, concurrency, options.Quick ? 20_000 : 200_000);
-            line["redisOpsPerSec"] = redis.OpsPerSec;
-            line["redisP99Ms"] = redis.P99Ms;
-            line["vsRedis"] = Samples.Round((double)line["opsPerSec"]! / redis.OpsPerSec);
+
+            return (n, samples);
         }
 
-        return line;
+        // Warm-up: connections open, code paths compiled, activations in place.
+        await System.Threading.Tasks.Task.WhenAll(Enumerable.Range(0, concurrency)
+            .Select(c => System.Threading.Tasks.Task.Run(() => CallerAsync(c, 0, record: false))));
+
+        var clientCpu = Process.GetCurrentProcess().TotalProcessorTime;
+        var peersCpu = PeersCpuMs();
+        var clock = Stopwatch.StartNew();
+        var until = Stopwatch.GetTimestamp() + (long)(options.MemSeconds * Stopwatch.Frequency);
+        var callers = await System.Threading.Tasks.Task.WhenAll(Enumerable.Range(0, concurrency)
+            .Select(c => System.Threading.Tasks.Task.Run(() => CallerAsync(c, until, record: true))));
+        clock.Stop();
+        var ops = callers.Sum(r => r.Ops);
+        var clientUs = (Process.GetCurrentProcess().TotalProcessorTime - clientCpu).TotalMicroseconds;
+        var samples = new Samples();
+        foreach (var caller in callers) samples.AddRange(caller.Samples);
+        return new MemRun(
+            Samples.Round(ops / clock.Elapsed.TotalSeconds),
+            samples,
+            Samples.Round(clientUs / ops),
+            PeersCpuMs() - peersCpu is { } spent ? Samples.Round(spent * 1000 / ops) : null);
+    }
+
+    /// <summary>
+    /// redis-benchmark -t set,get,mset -d 64 in each of <see cref="Redis.Shapes"/>, against redis-server
+    /// and then against the first peer's RESP port, test by test, with each server's CPU per command
+    /// (/proc). A line per measurement; the peer's lines carry the ratio to redis-server.
+    /// </summary>
+    private async Task<List<JsonObject>> RedisAsync()
+    {
+        if (options.RedisPort is not { } redisPort) throw new InvalidOperationException("the redis scenario needs --redis-port");
+        var requests = options.Quick ? 20_000 : 200_000;
+        var lines = new List<JsonObject>();
+        foreach (var (clients, pipeline) in Redis.Shapes)
+        {
+            // Pipelined runs are ~10x faster: more requests keep them as long as the others.
+            var count = pipeline > 1 ? requests * 5 : requests;
+            foreach (var test in Redis.Tests)
+            {
+                var reference = await RedisRunAsync("redis-server", redisPort, options.RedisPid, test, clients, pipeline, count);
+                lines.Add(reference);
+                if (options.RespPort is not { } respPort) continue;
+                var peer = await RedisRunAsync(_peers[0], respPort, PeerPid(_peers[0]), test, clients, pipeline, count);
+                peer["redisOpsPerSec"] = reference["opsPerSec"]!.DeepClone();
+                peer["vsRedis"] = Samples.Round((double)peer["opsPerSec"]! / (double)reference["opsPerSec"]!);
+                lines.Add(peer);
+            }
+        }
+
+        return lines;
+    }
+
+    private static async Task<JsonObject> RedisRunAsync(string server, int port, int? pid, string test, int clients, int pipeline, int requests)
+    {
+        var cpuBefore = pid is { } p ? CpuMeter.TotalMs([p]) : null;
+        var result = (await Redis.RunAsync(port, test, clients, pipeline, requests)).Single();
+        var cpuAfter = pid is { } q ? CpuMeter.TotalMs([q]) : null;
+        return new JsonObject
+        {
+            ["scenario"] = "redis",
+            ["server"] = server,
+            ["test"] = result.Test,
+            ["clients"] = clients,
+            ["pipeline"] = pipeline,
+            ["valueBytes"] = Redis.ValueBytes,
+            ["requests"] = requests,
+            ["opsPerSec"] = Samples.Round(result.OpsPerSec),
+            ["p99Ms"] = result.P99Ms,
+            ["cpuUsPerOp"] = cpuAfter - cpuBefore is { } spent ? Samples.Round(spent * 1000 / requests) : null,
+        };
     }
 
     private async Task<JsonObject> LegacyAsync()

@@ -11,6 +11,11 @@ internal sealed class Samples
         lock (_gate) _values.Add(ms);
     }
 
+    public void AddRange(IEnumerable<double> ms)
+    {
+        lock (_gate) _values.AddRange(ms);
+    }
+
     public int Count
     {
         get { lock (_gate) return _values.Count; }

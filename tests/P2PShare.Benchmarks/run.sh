@@ -3,7 +3,9 @@
 #   1. builds, starts a fresh 3-peer local cluster with the README's command (deploy/local/cluster.sh up 3)
 #      in a cluster folder of its own, and a throwaway redis-server on a free port (installed with
 #      apt-get when missing and root);
-#   2. runs p2pshare-bench (every scenario; mem side by side with redis-benchmark, file with dd);
+#   2. runs p2pshare-bench (every scenario; mem side by side with redis-benchmark, file with dd; redis:
+#      redis-benchmark -t set,get,mset -d 64 at -c 8, -c 50, -c 50 -P 16 against redis-server and
+#      against peer-1's RESP port in the same run, the ratio per test and shape);
 #   3. restarts the cluster with time slicing off (Compute:Quantum = 1 day) and runs fairness again;
 #   4. prints the JSON lines, writes them and a markdown table, tears everything down.
 #
@@ -37,6 +39,7 @@ export P2PSHARE_SILO_PORT_BASE=${P2PSHARE_SILO_PORT_BASE:-21111}
 export P2PSHARE_GATEWAY_PORT_BASE=${P2PSHARE_GATEWAY_PORT_BASE:-23000}
 export P2PSHARE_LEGACY_PORT_BASE=${P2PSHARE_LEGACY_PORT_BASE:-24000}
 export P2PSHARE_TRACKER_LEGACY_PORT=${P2PSHARE_TRACKER_LEGACY_PORT:-25888}
+export P2PSHARE_RESP_PORT_BASE=${P2PSHARE_RESP_PORT_BASE:-26379}
 gateways=()
 for k in 0 1 2; do gateways+=(--gateway "127.0.0.1:$((P2PSHARE_GATEWAY_PORT_BASE + k))"); done
 
@@ -62,7 +65,7 @@ if command -v redis-server >/dev/null; then
   redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --daemonize no >/dev/null &
   redis_pid=$!
   for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
-  redis=(--redis-port "$redis_port")
+  redis=(--redis-port "$redis_port" --redis-pid "$redis_pid")
 else
   echo "run.sh: redis-server is not installed; the mem comparison is left out" >&2
 fi
@@ -71,7 +74,18 @@ dotnet build tests/P2PShare.Benchmarks -c Release -nologo -v:q </dev/null >&2
 bench() { dotnet tests/P2PShare.Benchmarks/bin/Release/net10.0/p2pshare-bench.dll "${gateways[@]}" "${quick[@]}" "$@"; }
 
 deploy/local/cluster.sh up 3 >&2
-bench --pid-dir "$P2PSHARE_CLUSTER_DIR/run" "${redis[@]}" --scenarios compile,file,tasks,balance,fairness,mem,legacy | tee -a "$lines"
+scenarios=compile,file,tasks,balance,fairness,mem,legacy
+resp=()
+if ((${#redis[@]})); then
+  scenarios+=,redis
+  # peer-1's RESP port, from P2PSHARE_RESP_PORT_BASE; a cluster.sh without RESP support leaves it closed.
+  if [[ $(redis-cli -p "$P2PSHARE_RESP_PORT_BASE" ping 2>/dev/null) == PONG ]]; then
+    resp=(--resp-port "$P2PSHARE_RESP_PORT_BASE")
+  else
+    echo "run.sh: no peer answers PING on RESP port $P2PSHARE_RESP_PORT_BASE (P2PSHARE_RESP_PORT_BASE); the redis scenario measures redis-server only" >&2
+  fi
+fi
+bench --pid-dir "$P2PSHARE_CLUSTER_DIR/run" "${redis[@]}" "${resp[@]}" --scenarios "$scenarios" | tee -a "$lines"
 deploy/local/cluster.sh down >&2
 
 P2PSHARE__COMPUTE__QUANTUM=1.00:00:00 deploy/local/cluster.sh up 3 >&2

@@ -36,7 +36,19 @@ def row(line):
     if s == "mem":
         redis = ("redis-benchmark %s ops/s (p99 %s ms); ratio %s" % (fmt(line["redisOpsPerSec"]), fmt(line["redisP99Ms"]), fmt(line["vsRedis"]))
                  if "redisOpsPerSec" in line else "no redis")
-        return ("mem (64 B, concurrency %d)" % line["concurrency"], "%s ops/s; p50 %s ms, p99 %s ms" % (fmt(line["opsPerSec"]), fmt(line["p50Ms"]), fmt(line["p99Ms"])), redis)
+        cpu = ("; CPU per op: client %s us, peers %s us" % (fmt(line["clientCpuUsPerOp"]), fmt(line.get("peersCpuUsPerOp")))
+               if "clientCpuUsPerOp" in line else "")
+        hop = ("; through any gateway (one more hop) %s ops/s" % fmt(line["anyGatewayOpsPerSec"]) if "anyGatewayOpsPerSec" in line else "")
+        return ("mem (64 B, concurrency %d, client on the peer's gateway)" % line["concurrency"],
+                "%s ops/s; p50 %s ms, p99 %s ms%s%s" % (fmt(line["opsPerSec"]), fmt(line["p50Ms"]), fmt(line["p99Ms"]), cpu, hop), redis)
+    if s == "redis":
+        shape = "redis-benchmark %s -d %d, -c %d%s" % (line["test"], line["valueBytes"], line["clients"],
+                                                       " -P %d" % line["pipeline"] if line["pipeline"] > 1 else "")
+        cpu = "; server CPU %s us/op" % fmt(line["cpuUsPerOp"]) if line.get("cpuUsPerOp") is not None else ""
+        if "vsRedis" in line:
+            return ("%s: %s RESP port" % (shape, line["server"]), "%s ops/s; p99 %s ms%s" % (fmt(line["opsPerSec"]), fmt(line["p99Ms"]), cpu),
+                    "redis-server %s ops/s; ratio %s" % (fmt(line["redisOpsPerSec"]), fmt(line["vsRedis"])))
+        return ("%s: redis-server" % shape, "", "%s ops/s; p99 %s ms%s" % (fmt(line["opsPerSec"]), fmt(line["p99Ms"]), cpu))
     if s == "file":
         return ("file (%d MiB, CLI to %s)" % (line["sizeMiB"], line["peer"]),
                 "put %s MB/s, get %s MB/s; CLI peak RSS %s MB" % (fmt(line["putMBps"]), fmt(line["getMBps"]), fmt(line["peakRssMB"])),
