@@ -1,17 +1,23 @@
 using System.Security.Cryptography;
+using Microsoft.Win32.SafeHandles;
+using Orleans.Serialization.Buffers;
 using P2PShare.Files;
 using P2PShare.Peers;
 
 namespace P2PShare.Cli;
 
 /// <summary>
-/// Streams a file to or from one peer in chunks. Memory stays bounded by
+/// Streams a file to or from one peer in chunks, <see cref="MaxInFlight"/> of them in flight so the
+/// network, the peer's disk and the hashing on both sides work at the same time. Chunks travel in
+/// pooled memory (Orleans' <see cref="PooledBuffer"/>: returned to its pool once sent, disposed by
+/// the receiver), are read and written at their offsets, and the local file of a download is
+/// written back to disk as it grows (<see cref="WriteBehind"/>). Memory stays bounded by
 /// <see cref="MaxInFlight"/> × chunk size whatever the file size, on this side and on the peer's.
 /// </summary>
 public sealed class FileTransfer(ClusterConnection cluster, string peerName)
 {
-    /// <summary>Enough calls in flight to hide the round trip, few enough to bound memory.</summary>
-    public const int MaxInFlight = 4;
+    /// <summary>Enough calls in flight to hide the round trip and the peer's write, few enough to bound memory (measured: docs/BENCHMARKS.md).</summary>
+    public const int MaxInFlight = 8;
 
     /// <summary>Caps the peer's chunk size so that a generous peer cannot make the CLI hold a lot.</summary>
     public const int MaxChunkBytes = 4 * 1024 * 1024;
@@ -30,13 +36,12 @@ public sealed class FileTransfer(ClusterConnection cluster, string peerName)
 
     public async Task<StoredFileInfo> UploadAsync(string localPath, string remoteName, Action<long> progress, CancellationToken ct)
     {
-        await using var source = new FileStream(localPath, FileMode.Open, FileAccess.Read, FileShare.Read,
-            bufferSize: 0, FileOptions.SequentialScan | FileOptions.Asynchronous);
-        var size = source.Length;
+        using var source = File.OpenHandle(localPath, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.SequentialScan);
+        var size = RandomAccess.GetLength(source);
         var ticket = await PeerCall.RunAsync(peerName, () => _peer.BeginUploadAsync(remoteName, size)).ConfigureAwait(false);
         try
         {
-            var sha256 = await SendChunksAsync(source, size, ticket, progress, ct).ConfigureAwait(false);
+            var sha256 = await SendChunksAsync(source, localPath, size, ticket, progress, ct).ConfigureAwait(false);
             ct.ThrowIfCancellationRequested();
             return await PeerCall.RunAsync(peerName, () => _peer.CompleteUploadAsync(ticket.UploadId, sha256))
                 .ConfigureAwait(false);
@@ -71,64 +76,61 @@ public sealed class FileTransfer(ClusterConnection cluster, string peerName)
         }
     }
 
-    private async Task<string> SendChunksAsync(FileStream source, long size, UploadTicket ticket, Action<long> progress, CancellationToken ct)
+    private async Task<string> SendChunksAsync(SafeFileHandle source, string localPath, long size, UploadTicket ticket, Action<long> progress, CancellationToken ct)
     {
         var chunkSize = ChunkSize(ticket.MaxChunkBytes);
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        var inFlight = new Queue<(Task Call, byte[] Buffer)>();
-        // A buffer is reused only after its call completed: the grain call may still be serializing it before then.
-        var spare = new Stack<byte[]>();
+        var inFlight = new Queue<Task>();
         long offset = 0;
         try
         {
             while (offset < size)
             {
-                if (inFlight.Count == MaxInFlight)
-                {
-                    var (call, used) = inFlight.Dequeue();
-                    await call.ConfigureAwait(false);
-                    if (used.Length == chunkSize)
-                    {
-                        spare.Push(used);
-                    }
-                }
-
+                if (inFlight.Count == MaxInFlight) await inFlight.Dequeue().ConfigureAwait(false);
                 ct.ThrowIfCancellationRequested();
                 var count = (int)Math.Min(chunkSize, size - offset);
-                var buffer = count == chunkSize && spare.Count > 0 ? spare.Pop() : new byte[count];
+                // Read straight into the memory Orleans will send from: no copy, no array per chunk.
+                var chunk = new PooledBuffer();
                 try
                 {
-                    await source.ReadExactlyAsync(buffer.AsMemory(0, count), ct).ConfigureAwait(false);
+                    var memory = chunk.GetMemory(count)[..count];
+                    for (var filled = 0; filled < count;)
+                    {
+                        var read = await RandomAccess.ReadAsync(source, memory[filled..], offset + filled, ct).ConfigureAwait(false);
+                        if (read == 0) throw new IOException($"'{localPath}' shrank while it was being uploaded");
+                        filled += read;
+                    }
+
+                    hash.AppendData(memory.Span);
+                    chunk.Advance(count);
                 }
-                catch (EndOfStreamException ex)
+                catch
                 {
-                    throw new IOException($"'{source.Name}' shrank while it was being uploaded", ex);
+                    chunk.Dispose();
+                    throw;
                 }
 
-                hash.AppendData(buffer, 0, count);
-                inFlight.Enqueue((WriteChunkAsync(ticket.UploadId, offset, buffer, progress), buffer));
+                // From here the call owns the chunk: Orleans returns its memory once it is sent.
+                inFlight.Enqueue(WriteChunkAsync(ticket.UploadId, offset, chunk, count, progress));
                 offset += count;
             }
 
-            while (inFlight.Count > 0)
-            {
-                await inFlight.Dequeue().Call.ConfigureAwait(false);
-            }
+            while (inFlight.Count > 0) await inFlight.Dequeue().ConfigureAwait(false);
         }
         catch
         {
             // Let sent chunks settle so the abort that follows is not overtaken by a late write.
-            await SettleAsync(inFlight.Select(f => f.Call)).ConfigureAwait(false);
+            await SettleAsync(inFlight).ConfigureAwait(false);
             throw;
         }
 
         return Convert.ToHexStringLower(hash.GetHashAndReset());
     }
 
-    private async Task WriteChunkAsync(Guid uploadId, long offset, byte[] data, Action<long> progress)
+    private async Task WriteChunkAsync(Guid uploadId, long offset, PooledBuffer chunk, int count, Action<long> progress)
     {
-        await PeerCall.RunAsync(peerName, () => _peer.WriteChunkAsync(uploadId, offset, data)).ConfigureAwait(false);
-        progress(data.Length);
+        await PeerCall.RunAsync(peerName, () => _peer.WritePooledChunkAsync(uploadId, offset, chunk)).ConfigureAwait(false);
+        progress(count);
     }
 
     private async Task ReceiveAsync(DownloadTicket ticket, string temp, Action<long> progress, CancellationToken ct)
@@ -136,13 +138,13 @@ public sealed class FileTransfer(ClusterConnection cluster, string peerName)
         var file = ticket.File;
         var chunkSize = ChunkSize(ticket.MaxChunkBytes);
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        var pending = new Queue<(long Offset, int Count, Task<byte[]> Read)>();
+        var pending = new Queue<(long Offset, int Count, Task<PooledBuffer> Read)>();
         long requested = 0;
         long written = 0;
 
-        await using (var target = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None,
-            bufferSize: 0, FileOptions.Asynchronous))
+        using (var target = File.OpenHandle(temp, FileMode.Create, FileAccess.Write, FileShare.None, FileOptions.Asynchronous))
         {
+            var writeBehind = new WriteBehind(target);
             try
             {
                 while (written < file.Size)
@@ -158,39 +160,51 @@ public sealed class FileTransfer(ClusterConnection cluster, string peerName)
                     var data = await read.ConfigureAwait(false);
                     while (true)
                     {
-                        if (data.Length == 0)
+                        var length = data.Length;
+                        try
                         {
-                            throw new IntegrityException(
-                                $"'{file.Name}' ended after {offset} bytes but the peer declared {file.Size}");
+                            if (length == 0)
+                            {
+                                throw new IntegrityException(
+                                    $"'{file.Name}' ended after {offset} bytes but the peer declared {file.Size}");
+                            }
+
+                            if (length > remaining)
+                                throw new IntegrityException($"the peer sent {length} bytes for a read of {remaining}");
+
+                            // Chunks are taken in file order, so the hash sees them in order; it runs while the write does.
+                            var blocks = new List<ReadOnlyMemory<byte>>();
+                            foreach (var block in data.MemorySegments) blocks.Add(block);
+                            var write = RandomAccess.WriteAsync(target, blocks, offset, ct);
+                            foreach (var block in blocks) hash.AppendData(block.Span);
+                            await write.ConfigureAwait(false);
+                        }
+                        finally
+                        {
+                            data.Dispose();
                         }
 
-                        if (data.Length > remaining)
-                        {
-                            throw new IntegrityException($"the peer sent {data.Length} bytes for a read of {remaining}");
-                        }
-
-                        await target.WriteAsync(data, ct).ConfigureAwait(false);
-                        hash.AppendData(data);
-                        progress(data.Length);
-                        written += data.Length;
-                        offset += data.Length;
-                        remaining -= data.Length;
-                        if (remaining == 0)
-                        {
-                            break;
-                        }
+                        progress(length);
+                        written += length;
+                        offset += length;
+                        remaining -= length;
+                        writeBehind.Written(written);
+                        if (remaining == 0) break;
 
                         // A short read leaves a gap; fill it before the chunks already requested after it.
                         data = await ReadChunkAsync(ticket.DownloadId, offset, remaining).ConfigureAwait(false);
                     }
                 }
 
-                await target.FlushAsync(ct).ConfigureAwait(false);
-                target.Flush(flushToDisk: true);
+                RandomAccess.FlushToDisk(target);
             }
             finally
             {
-                await SettleAsync(pending.Select(p => (Task)p.Read)).ConfigureAwait(false);
+                await SettleAsync(pending.Select(p => p.Read)).ConfigureAwait(false);
+                foreach (var (_, _, read) in pending)
+                {
+                    if (read.IsCompletedSuccessfully) read.Result.Dispose();
+                }
             }
         }
 
@@ -201,8 +215,8 @@ public sealed class FileTransfer(ClusterConnection cluster, string peerName)
         }
     }
 
-    private Task<byte[]> ReadChunkAsync(Guid downloadId, long offset, int count) =>
-        PeerCall.RunAsync(peerName, () => _peer.ReadChunkAsync(downloadId, offset, count));
+    private Task<PooledBuffer> ReadChunkAsync(Guid downloadId, long offset, int count) =>
+        PeerCall.RunAsync(peerName, () => _peer.ReadPooledChunkAsync(downloadId, offset, count));
 
     private static int ChunkSize(int offered)
     {

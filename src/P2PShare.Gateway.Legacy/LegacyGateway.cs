@@ -48,7 +48,7 @@ public sealed partial class LegacyGateway(
         var endpoints = new LegacyEndpoints(grains, time);
         if (o.PeerPort is { } peerPort)
         {
-            PeerEndpoint = Open("peer", new LegacyPeerHandler(grains, identity, endpoint, reporter, endpoints, o, compute.Value), address, peerPort, "--legacy-port");
+            PeerEndpoint = Open("peer", new LegacyPeerHandler(grains, identity, endpoint, reporter, endpoints, o, compute.Value, budget), address, peerPort, "--legacy-port");
             endpoint.Opened(PeerEndpoint.Port);
             reporter.ReportSoon(); // the tracker learns the endpoint now, not at the next interval
         }

@@ -79,10 +79,16 @@ public sealed class LegacyRequest(JsonElement root, string type, string remote)
     };
 }
 
-/// <summary>A reply: its <c>type</c> and a writer for the rest of its fields.</summary>
-public sealed class LegacyReply(string type, Action<Utf8JsonWriter>? fields = null, int sizeHint = 512)
+/// <summary>
+/// A reply: its <c>type</c> and a writer for the rest of its fields, and optionally one last string
+/// field too large to build in memory (<see cref="Streamed"/>), written to the connection in pieces.
+/// </summary>
+public sealed class LegacyReply(string type, Action<Utf8JsonWriter>? fields = null, int sizeHint = 512, ILegacyStreamedField? streamed = null)
 {
     public string Type { get; } = type;
+
+    /// <summary>The last field, streamed after the others; the server disposes it once written or abandoned.</summary>
+    public ILegacyStreamedField? Streamed { get; } = streamed;
 
     /// <summary>Roughly how many bytes the reply takes, so a large one is written without regrowing its buffer.</summary>
     public int SizeHint { get; } = sizeHint;
@@ -92,6 +98,8 @@ public sealed class LegacyReply(string type, Action<Utf8JsonWriter>? fields = nu
         writer.WriteStartObject();
         writer.WriteString("type", Type);
         fields?.Invoke(writer);
+        // A placeholder the server cuts the streamed value into: the frame ends with `"name":""}`.
+        if (Streamed is { } streamed) writer.WriteString(streamed.Name, "");
         writer.WriteEndObject();
     }
 
@@ -105,6 +113,22 @@ public sealed class LegacyReply(string type, Action<Utf8JsonWriter>? fields = nu
     });
 
     public static LegacyReply Pong { get; } = new("PONG");
+}
+
+/// <summary>
+/// A JSON string value whose length is known up front (the frame's length prefix comes first) and
+/// whose bytes are produced while they are sent, e.g. a file in base64.
+/// </summary>
+public interface ILegacyStreamedField : IAsyncDisposable
+{
+    /// <summary>The field's name (JSON-safe, written unescaped).</summary>
+    string Name { get; }
+
+    /// <summary>Bytes of the value between its quotes; exactly this many are written.</summary>
+    long Length { get; }
+
+    /// <exception cref="IOException">The value could not be produced in full; the connection must be closed.</exception>
+    Task WriteToAsync(Stream stream, CancellationToken cancellationToken);
 }
 
 /// <summary>Answers the messages of one port (peer or tracker).</summary>

@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Unicode;
 using P2PShare.Compute;
+using P2PShare.Files;
 using P2PShare.Peers;
 using P2PShare.Tracker;
 
@@ -20,7 +21,8 @@ internal sealed class LegacyPeerHandler(
     LoadReporter reporter,
     LegacyEndpoints endpoints,
     LegacyOptions options,
-    ComputeOptions compute) : ILegacyHandler
+    ComputeOptions compute,
+    ByteBudget budget) : ILegacyHandler
 {
     private static readonly TimeSpan WaitSlice = CallLimits.WaitSlice;
 
@@ -32,7 +34,7 @@ internal sealed class LegacyPeerHandler(
         "SET_MEM" => SetMemoryAsync(request),
         "GET_MEM" => GetMemoryAsync(request),
         "PUT_FILE" => PutFileAsync(request),
-        "GET_FILE" => GetFileAsync(request),
+        "GET_FILE" => GetFileAsync(request, cancellationToken),
         "STATUS" => Task.FromResult(Status()),
         "PING" => Task.FromResult(LegacyReply.Pong),
         _ => Task.FromResult(LegacyReply.Error($"Unknown message type: {request.Type} (this peer port answers CPU_TASK, SET_MEM, GET_MEM, PUT_FILE, GET_FILE, STATUS, PING)")),
@@ -196,11 +198,11 @@ internal sealed class LegacyPeerHandler(
         });
     }
 
-    private async Task<LegacyReply> GetFileAsync(LegacyRequest request)
+    private async Task<LegacyReply> GetFileAsync(LegacyRequest request, CancellationToken cancellationToken)
     {
         var name = request.RequiredString("filename");
         var peer = Self;
-        Files.DownloadTicket ticket;
+        DownloadTicket ticket;
         try
         {
             ticket = await peer.OpenDownloadAsync(name).ConfigureAwait(false);
@@ -214,34 +216,28 @@ internal sealed class LegacyPeerHandler(
             });
         }
 
-        byte[] bytes;
-        try
+        // The reply is streamed, so it holds a piece or two of the file, never all of it; those
+        // count in the budget every large message shares. No room within the stall timeout: refused.
+        var file = ticket.File;
+        var reserved = Base64FileField.Footprint(file.Size, ticket.MaxChunkBytes);
+        var acquired = file.Size <= options.MaxFileBytes
+            && await budget.TryAcquireAsync(reserved, options.StallTimeout, cancellationToken).ConfigureAwait(false);
+        var data = Base64FileField.Create(peer, ticket, budget, acquired ? reserved : 0);
+        if (!acquired)
         {
-            if (ticket.File.Size > options.MaxFileBytes)
-                throw new LegacyProtocolException($"'{name}' is {Bytes.Format(ticket.File.Size)}; this port sends files up to {Bytes.Format(options.MaxFileBytes)} (Legacy:MaxFileBytes); use the p2pshare CLI");
-            bytes = new byte[ticket.File.Size];
-            var offset = 0;
-            while (offset < bytes.Length)
-            {
-                var chunk = await peer.ReadChunkAsync(ticket.DownloadId, offset, Math.Min(ticket.MaxChunkBytes, bytes.Length - offset)).ConfigureAwait(false);
-                if (chunk.Length == 0) throw new IntegrityException($"'{name}' ended after {offset} of {bytes.Length} bytes");
-                chunk.CopyTo(bytes, offset);
-                offset += chunk.Length;
-            }
-        }
-        finally
-        {
-            await peer.CloseDownloadAsync(ticket.DownloadId).ConfigureAwait(false);
+            await data.DisposeAsync().ConfigureAwait(false);
+            if (file.Size > options.MaxFileBytes)
+                throw new LegacyProtocolException($"'{name}' is {Bytes.Format(file.Size)}; this port sends files up to {Bytes.Format(options.MaxFileBytes)} (Legacy:MaxFileBytes); use the p2pshare CLI");
+            return LegacyReply.Error($"the gateway is busy sending other large replies ({Bytes.Format(budget.Used)} held); try again");
         }
 
         return new LegacyReply("FILE_RESPONSE", w =>
         {
             w.WriteString("filename", name);
             w.WriteBoolean("found", true);
-            w.WriteBase64String("data", bytes);
-            w.WriteNumber("size", bytes.LongLength);
-            w.WriteString("sha256", ticket.File.Sha256);
-        }, sizeHint: (int)Math.Min(int.MaxValue - 1024, bytes.LongLength * 4 / 3 + 512));
+            w.WriteNumber("size", file.Size);
+            w.WriteString("sha256", file.Sha256);
+        }, streamed: data);
     }
 
     private static async Task AbortQuietlyAsync(IPeerGrain peer, Guid uploadId)

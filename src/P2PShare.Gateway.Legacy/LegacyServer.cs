@@ -150,13 +150,26 @@ internal sealed partial class LegacyServer : IAsyncDisposable
                 }
 
                 connection.Busy = true;
+                ILegacyStreamedField? streamed = null;
                 try
                 {
-                    var reply = await AnswerAsync(connection, frame.Body, frame.Length, token).ConfigureAwait(false);
-                    await WriteAsync(stream, reply, token).ConfigureAwait(false);
+                    var (reply, tail) = await AnswerAsync(connection, frame.Body, frame.Length, token).ConfigureAwait(false);
+                    streamed = tail;
+                    if (streamed is null)
+                    {
+                        await WriteAsync(stream, reply, token).ConfigureAwait(false);
+                    }
+                    else
+                    {
+                        // The request's body is no longer needed while a long reply is sent.
+                        if (frame.Reserved > 0) _budget.Release(frame.Reserved);
+                        frame = frame with { Reserved = 0 };
+                        await WriteStreamedAsync(stream, reply, streamed, token).ConfigureAwait(false);
+                    }
                 }
                 finally
                 {
+                    if (streamed is not null) await streamed.DisposeAsync().ConfigureAwait(false);
                     if (frame.Reserved > 0) _budget.Release(frame.Reserved);
                     connection.Busy = false;
                     connection.Touch();
@@ -178,10 +191,10 @@ internal sealed partial class LegacyServer : IAsyncDisposable
         }
     }
 
-    private async Task<ReadOnlyMemory<byte>> AnswerAsync(Connection connection, byte[] body, int length, CancellationToken token)
+    private async Task<(ReadOnlyMemory<byte> Frame, ILegacyStreamedField? Streamed)> AnswerAsync(Connection connection, byte[] body, int length, CancellationToken token)
     {
         if (!System.Text.Unicode.Utf8.IsValid(body.AsSpan(0, length)))
-            return Serialize(LegacyReply.Error("malformed message: the message is not valid UTF-8"));
+            return (Serialize(LegacyReply.Error("malformed message: the message is not valid UTF-8")), null);
 
         JsonDocument document;
         try
@@ -190,16 +203,16 @@ internal sealed partial class LegacyServer : IAsyncDisposable
         }
         catch (JsonException e)
         {
-            return Serialize(LegacyReply.Error($"malformed message: not a JSON document in UTF-8 ({FirstSentence(e.Message)})"));
+            return (Serialize(LegacyReply.Error($"malformed message: not a JSON document in UTF-8 ({FirstSentence(e.Message)})")), null);
         }
 
         using (document)
         {
             var root = document.RootElement;
             if (root.ValueKind != JsonValueKind.Object)
-                return Serialize(LegacyReply.Error($"malformed message: expected a JSON object with a \"type\", got {LegacyRequest.Describe(root.ValueKind)}"));
+                return (Serialize(LegacyReply.Error($"malformed message: expected a JSON object with a \"type\", got {LegacyRequest.Describe(root.ValueKind)}")), null);
             if (!root.TryGetProperty("type", out var typeElement) || typeElement.ValueKind != JsonValueKind.String || typeElement.GetString() is not { Length: > 0 } type)
-                return Serialize(LegacyReply.Error("malformed message: it needs a \"type\" (a string)"));
+                return (Serialize(LegacyReply.Error("malformed message: it needs a \"type\" (a string)")), null);
 
             var request = new LegacyRequest(root, type.ToUpperInvariant(), connection.Remote);
             LegacyReply reply;
@@ -222,7 +235,7 @@ internal sealed partial class LegacyServer : IAsyncDisposable
             }
 
             // Written while the request is alive: a reply may echo parts of it (e.g. task_id).
-            return Serialize(reply);
+            return (Serialize(reply), reply.Streamed);
         }
     }
 
@@ -310,6 +323,36 @@ internal sealed partial class LegacyServer : IAsyncDisposable
         var allowance = _options.IdleTimeout + TimeSpan.FromSeconds((double)frame.Length / MinBytesPerSecond);
         await stream.WriteAsync(frame, token).AsTask().WaitAsync(allowance, token).ConfigureAwait(false);
     }
+
+    /// <summary>
+    /// A reply whose last string field is produced while it is sent: the length prefix counts the
+    /// value up front, the JSON before it goes first, then the value in pieces, then its closing.
+    /// </summary>
+    private async Task WriteStreamedAsync(NetworkStream stream, ReadOnlyMemory<byte> frame, ILegacyStreamedField streamed, CancellationToken token)
+    {
+        // The serialized frame ends with the placeholder's `"}`: the value goes between them.
+        var head = frame[..^2];
+        var jsonLength = frame.Length - 4 + streamed.Length;
+        if (jsonLength > _options.MaxFrameBytes)
+            throw new IOException($"a reply of {jsonLength} bytes would exceed Legacy:MaxFrameBytes");
+        var headBytes = MemoryMarshal.AsMemory(head);
+        BinaryPrimitives.WriteInt32BigEndian(headBytes.Span, (int)jsonLength);
+        var allowance = _options.IdleTimeout + TimeSpan.FromSeconds((double)(jsonLength + 4) / MinBytesPerSecond);
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(token);
+        deadline.CancelAfter(allowance);
+        try
+        {
+            await stream.WriteAsync(head, deadline.Token).ConfigureAwait(false);
+            await streamed.WriteToAsync(stream, deadline.Token).ConfigureAwait(false);
+            await stream.WriteAsync(ClosingQuoteAndBrace, deadline.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!token.IsCancellationRequested)
+        {
+            throw new TimeoutException("the client did not read its reply in time");
+        }
+    }
+
+    private static readonly ReadOnlyMemory<byte> ClosingQuoteAndBrace = "\"}"u8.ToArray();
 
     /// <summary>The reply as a whole frame: length prefix and JSON.</summary>
     internal static ReadOnlyMemory<byte> Serialize(LegacyReply reply)

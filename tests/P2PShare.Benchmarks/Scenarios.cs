@@ -421,11 +421,13 @@ internal sealed class Scenarios(ClusterConnection cluster, BenchOptions options)
             var ddWrite = await DdWriteAsync(dir.FullName, options.FileMiB);
 
             var peerPid = PeerPid(peer);
+            var peerIdle = FileScenarioMemory.RssMiB(peerPid);
             Processes.ResetPeak(peerPid);
             var put = await Processes.RunAsync(cli, ["file", "put", source, "--name", "bench.bin", "--peer", peer]);
             if (put.ExitCode != 0) throw new InvalidOperationException($"file put failed: {put.Stderr}");
             var peerPutPeak = Processes.PeakRssMiB(peerPid);
 
+            var peerIdleBeforeGet = FileScenarioMemory.RssMiB(peerPid);
             Processes.ResetPeak(peerPid);
             var target = Path.Combine(dir.FullName, "back.bin");
             var get = await Processes.RunAsync(cli, ["file", "get", "bench.bin", "-o", target, "--peer", peer]);
@@ -447,6 +449,8 @@ internal sealed class Scenarios(ClusterConnection cluster, BenchOptions options)
                 ["cliGetPeakRssMB"] = Samples.Round(get.PeakRssMiB),
                 ["peerPutPeakRssMB"] = peerPutPeak is { } a ? Samples.Round(a) : null,
                 ["peerGetPeakRssMB"] = peerGetPeak is { } b ? Samples.Round(b) : null,
+                ["peerPutAboveIdleMB"] = FileScenarioMemory.AboveIdle(peerPutPeak, peerIdle),
+                ["peerGetAboveIdleMB"] = FileScenarioMemory.AboveIdle(peerGetPeak, peerIdleBeforeGet),
                 ["ddMBps"] = Samples.Round(ddWrite),
             };
         }

@@ -1,3 +1,4 @@
+using Orleans.Serialization.Buffers;
 using P2PShare.Compute;
 using P2PShare.Files;
 using P2PShare.Memory;
@@ -49,11 +50,26 @@ public interface IPeerGrain : IGrainWithStringKey
     [Alias("FileAbortUpload")]
     Task AbortUploadAsync(Guid uploadId);
 
+    /// <summary>
+    /// <see cref="WriteChunkAsync"/> for streaming clients: the chunk travels in pooled memory, which
+    /// Orleans returns to its pool once it is sent, and the peer returns once it is written. The
+    /// caller must not touch <paramref name="data"/> after the call. Several may be in flight.
+    /// </summary>
+    [Alias("FileWritePooledChunk")]
+    Task WritePooledChunkAsync(Guid uploadId, long offset, PooledBuffer data);
+
     [Alias("FileOpenDownload")]
     Task<DownloadTicket> OpenDownloadAsync(string name);
 
     [Alias("FileReadChunk")]
     Task<byte[]> ReadChunkAsync(Guid downloadId, long offset, int count);
+
+    /// <summary>
+    /// <see cref="ReadChunkAsync"/> for streaming clients: the chunk comes back in pooled memory,
+    /// which the caller owns and must dispose. Several may be in flight.
+    /// </summary>
+    [Alias("FileReadPooledChunk")]
+    Task<PooledBuffer> ReadPooledChunkAsync(Guid downloadId, long offset, int count);
 
     [Alias("FileCloseDownload")]
     Task CloseDownloadAsync(Guid downloadId);

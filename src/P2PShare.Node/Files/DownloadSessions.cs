@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using Microsoft.Win32.SafeHandles;
+using Orleans.Serialization.Buffers;
 using P2PShare.Telemetry;
 
 namespace P2PShare.Files;
@@ -34,25 +35,62 @@ internal sealed class DownloadSessions(int chunkBytes, FileCatalogue catalogue, 
 
     public async Task<byte[]> ReadChunkAsync(Guid downloadId, long offset, int count)
     {
+        var (session, length) = Check(downloadId, offset, count);
+        var buffer = new byte[length];
+        var filled = await FillAsync(session, buffer, offset).ConfigureAwait(false);
+        Done(session, filled);
+        return filled == length ? buffer : buffer[..filled];
+    }
+
+    /// <summary>
+    /// The same read into pooled memory: Orleans returns that memory to its pool once the reply is
+    /// serialized, so a download at full speed makes no garbage on the peer's large-object heap.
+    /// </summary>
+    public async Task<PooledBuffer> ReadPooledChunkAsync(Guid downloadId, long offset, int count)
+    {
+        var (session, length) = Check(downloadId, offset, count);
+        var buffer = new PooledBuffer();
+        try
+        {
+            var filled = length == 0 ? 0 : await FillAsync(session, buffer.GetMemory(length)[..length], offset).ConfigureAwait(false);
+            buffer.Advance(filled);
+            Done(session, filled);
+            return buffer;
+        }
+        catch
+        {
+            buffer.Dispose();
+            throw;
+        }
+    }
+
+    private (DownloadSession Session, int Length) Check(Guid downloadId, long offset, int count)
+    {
         if (!_downloads.TryGetValue(downloadId, out var session)) throw new NotFoundException("download", downloadId.ToString());
         if (count <= 0 || count > chunkBytes)
             throw new InvalidArgumentException($"chunk size must be 1..{chunkBytes}");
         if (offset < 0 || offset > session.File.Size)
             throw new InvalidArgumentException($"offset {offset} lies outside the file's {session.File.Size} bytes");
+        return (session, (int)Math.Min(count, session.File.Size - offset));
+    }
 
-        var length = (int)Math.Min(count, session.File.Size - offset);
-        var buffer = new byte[length];
+    private static async Task<int> FillAsync(DownloadSession session, Memory<byte> into, long offset)
+    {
         var filled = 0;
-        while (filled < length)
+        while (filled < into.Length)
         {
-            var read = await RandomAccess.ReadAsync(session.Handle, buffer.AsMemory(filled), offset + filled).ConfigureAwait(false);
+            var read = await RandomAccess.ReadAsync(session.Handle, into[filled..], offset + filled).ConfigureAwait(false);
             if (read == 0) break;
             filled += read;
         }
 
+        return filled;
+    }
+
+    private void Done(DownloadSession session, int bytes)
+    {
         session.LastActivityUtc = Now();
-        metrics?.FileBytesOut(filled);
-        return filled == length ? buffer : buffer[..filled];
+        metrics?.FileBytesOut(bytes);
     }
 
     public void Close(Guid downloadId)

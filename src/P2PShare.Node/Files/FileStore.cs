@@ -1,3 +1,4 @@
+using Orleans.Serialization.Buffers;
 using P2PShare.Telemetry;
 
 namespace P2PShare.Files;
@@ -71,6 +72,9 @@ public sealed partial class FileStore : IDisposable
 
     public Task WriteChunkAsync(Guid uploadId, long offset, ReadOnlyMemory<byte> data) => _uploads.WriteChunkAsync(uploadId, offset, data);
 
+    /// <summary>Writes a chunk held in pooled memory and returns that memory to its pool, whatever happens.</summary>
+    public Task WriteChunkAsync(Guid uploadId, long offset, PooledBuffer data) => _uploads.WriteChunkAsync(uploadId, offset, data);
+
     public Task<StoredFileInfo> CompleteUploadAsync(Guid uploadId, string sha256) => _uploads.CompleteAsync(uploadId, sha256);
 
     public Task AbortUploadAsync(Guid uploadId) => _uploads.AbortAsync(uploadId);
@@ -80,6 +84,9 @@ public sealed partial class FileStore : IDisposable
     public Task<DownloadTicket> OpenDownloadAsync(string name) => _downloads.OpenAsync(name);
 
     public Task<byte[]> ReadChunkAsync(Guid downloadId, long offset, int count) => _downloads.ReadChunkAsync(downloadId, offset, count);
+
+    /// <summary>Reads a chunk into pooled memory; the caller owns it (Orleans returns it once the reply is sent).</summary>
+    public Task<PooledBuffer> ReadPooledChunkAsync(Guid downloadId, long offset, int count) => _downloads.ReadPooledChunkAsync(downloadId, offset, count);
 
     public void CloseDownload(Guid downloadId) => _downloads.Close(downloadId);
 

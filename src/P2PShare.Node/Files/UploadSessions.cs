@@ -1,13 +1,15 @@
 using System.Collections.Concurrent;
-using System.Security.Cryptography;
 using Microsoft.Win32.SafeHandles;
+using Orleans.Serialization.Buffers;
 using P2PShare.Telemetry;
 
 namespace P2PShare.Files;
 
 /// <summary>
-/// Uploads in progress. Each writes to its own file under <c>DATA/tmp</c>, hashed on the fly while
-/// chunks arrive in order, and is checked against the SHA-256 the client computed before it is
+/// Uploads in progress. Each writes to its own file under <c>DATA/tmp</c>. Chunks of one upload are
+/// written concurrently, each at its offset (no seek, no lock), and hashed in file order as the
+/// written prefix grows (<see cref="UploadHasher"/>) while the disk already writes that prefix back
+/// (<see cref="Files.WriteBehind"/>). The upload is checked against the SHA-256 the client computed before it is
 /// renamed into place, so readers never see a partial file. Its declared size is reserved in the
 /// <see cref="FileCatalogue"/> until it lands or is dropped.
 /// </summary>
@@ -56,39 +58,79 @@ internal sealed partial class UploadSessions(
 
     public async Task WriteChunkAsync(Guid uploadId, long offset, ReadOnlyMemory<byte> data)
     {
-        var session = Get(uploadId);
-        if (data.Length > chunkBytes)
-            throw new InvalidArgumentException($"chunk of {data.Length} bytes is larger than the limit of {chunkBytes}");
-        if (offset < 0 || offset + data.Length > session.Size)
-        {
-            throw new InvalidArgumentException(
-                $"chunk at {offset}+{data.Length} lies outside the declared size of {session.Size} bytes");
-        }
-
-        await session.Lock.WaitAsync().ConfigureAwait(false);
+        var session = Enter(uploadId, offset, data.Length);
         try
         {
-            session.ThrowIfClosed();
             await RandomAccess.WriteAsync(session.Handle, data, offset).ConfigureAwait(false);
-            // Hash on the fly while chunks arrive in order (the usual case); otherwise re-read at the end.
-            if (offset == session.HashedUpTo)
+            if (session.Hasher.Landed(offset, data.Length))
             {
-                session.Hash.AppendData(data.Span);
-                session.HashedUpTo += data.Length;
+                session.Hasher.Append(data.Span);
+                await CatchUpAsync(session, data.Length).ConfigureAwait(false);
             }
-            else
-            {
-                session.OutOfOrder = true;
-            }
-
-            session.LastActivityUtc = Now();
         }
         finally
         {
-            session.Lock.Release();
+            session.Exit(Now());
         }
 
         metrics?.FileBytesIn(data.Length);
+    }
+
+    /// <summary>
+    /// Writes a chunk Orleans received into pooled blocks, straight from those blocks (one gathered
+    /// positioned write), and returns them. Takes ownership of <paramref name="data"/> in every case.
+    /// </summary>
+    public async Task WriteChunkAsync(Guid uploadId, long offset, PooledBuffer data)
+    {
+        var length = data.Length;
+        try
+        {
+            var session = Enter(uploadId, offset, length);
+            try
+            {
+                var blocks = new List<ReadOnlyMemory<byte>>();
+                foreach (var block in data.MemorySegments) blocks.Add(block);
+                await RandomAccess.WriteAsync(session.Handle, blocks, offset).ConfigureAwait(false);
+                if (session.Hasher.Landed(offset, length))
+                {
+                    foreach (var block in blocks) session.Hasher.Append(block.Span);
+                    await CatchUpAsync(session, length).ConfigureAwait(false);
+                }
+            }
+            finally
+            {
+                session.Exit(Now());
+            }
+        }
+        finally
+        {
+            data.Dispose();
+        }
+
+        metrics?.FileBytesIn(length);
+    }
+
+    /// <summary>Checks a chunk against the session and counts it as in flight; concurrent chunks write in parallel.</summary>
+    private UploadSession Enter(Guid uploadId, long offset, int length)
+    {
+        var session = Get(uploadId);
+        if (length > chunkBytes)
+            throw new InvalidArgumentException($"chunk of {length} bytes is larger than the limit of {chunkBytes}");
+        if (offset < 0 || offset + length > session.Size)
+        {
+            throw new InvalidArgumentException(
+                $"chunk at {offset}+{length} lies outside the declared size of {session.Size} bytes");
+        }
+
+        if (!session.TryEnter()) throw new NotFoundException("upload", uploadId.ToString());
+        session.Hasher.Starting(offset, length);
+        return session;
+    }
+
+    private static async Task CatchUpAsync(UploadSession session, int appended)
+    {
+        await session.Hasher.CatchUpAsync(appended, session.Handle).ConfigureAwait(false);
+        session.WriteBehind.Written(session.Hasher.HashedUpTo);
     }
 
     public async Task<StoredFileInfo> CompleteAsync(Guid uploadId, string sha256)
@@ -98,83 +140,75 @@ internal sealed partial class UploadSessions(
         if (expected.Length != 64 || !expected.All(Uri.IsHexDigit))
             throw new InvalidArgumentException("sha256 must be 64 hex digits");
 
-        await session.Lock.WaitAsync().ConfigureAwait(false);
+        // Chunks still being written finish first; later ones are refused as for a finished upload.
+        if (!session.TryClose(out var drained)) throw new NotFoundException("upload", uploadId.ToString());
+        await drained.ConfigureAwait(false);
+
+        var length = RandomAccess.GetLength(session.Handle);
+        if (length != session.Size)
+        {
+            Drop(session);
+            throw new IntegrityException($"upload of '{session.Name}' is incomplete: got {length} of {session.Size} bytes");
+        }
+
+        string actual;
         try
         {
-            session.ThrowIfClosed();
-            var length = RandomAccess.GetLength(session.Handle);
-            if (length != session.Size)
-            {
-                await AbortLockedAsync(session).ConfigureAwait(false);
-                throw new IntegrityException($"upload of '{session.Name}' is incomplete: got {length} of {session.Size} bytes");
-            }
-
-            var actual = session.OutOfOrder || session.HashedUpTo != session.Size
-                ? await HashSidecars.HashAsync(session.Handle, session.Size).ConfigureAwait(false)
-                : Convert.ToHexStringLower(session.Hash.GetHashAndReset());
-            if (actual != expected)
-            {
-                await AbortLockedAsync(session).ConfigureAwait(false);
-                throw new IntegrityException($"sha256 mismatch for '{session.Name}': sent {expected}, received {actual}");
-            }
-
-            RandomAccess.FlushToDisk(session.Handle);
-            session.Close();
-            _uploads.TryRemove(uploadId, out _);
-
-            try
-            {
-                catalogue.Commit(session.TempPath, session.Name, session.Size);
-            }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-            {
-                TryDelete(session.TempPath);
-                catalogue.Release(session.Size);
-                throw new InvalidArgumentException($"cannot store '{session.Name}': {ex.Message}");
-            }
-
-            var info = catalogue.RecordHash(session.Name, actual);
-            LogStored(logger, session.Name, session.Size);
-            stored();
-            return info;
+            actual = session.Hasher.TryFinish(session.Size)
+                ?? await HashSidecars.HashAsync(session.Handle, session.Size).ConfigureAwait(false);
         }
-        finally
+        catch
         {
-            session.Lock.Release();
+            Drop(session);
+            throw;
         }
+
+        if (actual != expected)
+        {
+            Drop(session);
+            throw new IntegrityException($"sha256 mismatch for '{session.Name}': sent {expected}, received {actual}");
+        }
+
+        RandomAccess.FlushToDisk(session.Handle);
+        session.Close();
+        _uploads.TryRemove(uploadId, out _);
+
+        try
+        {
+            catalogue.Commit(session.TempPath, session.Name, session.Size);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            TryDelete(session.TempPath);
+            catalogue.Release(session.Size);
+            throw new InvalidArgumentException($"cannot store '{session.Name}': {ex.Message}");
+        }
+
+        var info = catalogue.RecordHash(session.Name, actual);
+        LogStored(logger, session.Name, session.Size);
+        stored();
+        return info;
     }
 
     public async Task AbortAsync(Guid uploadId)
     {
         var session = Get(uploadId);
-        await session.Lock.WaitAsync().ConfigureAwait(false);
-        try
-        {
-            await AbortLockedAsync(session).ConfigureAwait(false);
-        }
-        finally
-        {
-            session.Lock.Release();
-        }
+        // A completion or abort already under way owns the session's end.
+        if (!session.TryClose(out var drained)) return;
+        await drained.ConfigureAwait(false);
+        Drop(session);
     }
 
     /// <summary>Drops uploads nobody touched since <paramref name="cutoff"/>, freeing their temp space; returns how many.</summary>
     public int ReapIdle(DateTime cutoff)
     {
         var reaped = 0;
-        foreach (var session in _uploads.Values.Where(s => s.LastActivityUtc < cutoff))
+        foreach (var session in _uploads.Values)
         {
-            if (!session.Lock.Wait(0)) continue; // busy right now, so not idle
-            try
-            {
-                AbortLockedAsync(session).GetAwaiter().GetResult();
-                reaped++;
-                LogUploadExpired(logger, session.Name);
-            }
-            finally
-            {
-                session.Lock.Release();
-            }
+            if (!session.TryCloseIdle(cutoff)) continue; // busy, recently used, or already ending
+            Drop(session);
+            reaped++;
+            LogUploadExpired(logger, session.Name);
         }
 
         return reaped;
@@ -188,14 +222,14 @@ internal sealed partial class UploadSessions(
     private UploadSession Get(Guid id) =>
         _uploads.TryGetValue(id, out var session) ? session : throw new NotFoundException("upload", id.ToString());
 
-    private Task AbortLockedAsync(UploadSession session)
+    /// <summary>Ends a closed session without storing it: temp file gone, quota released.</summary>
+    private void Drop(UploadSession session)
     {
-        if (session.Closed) return Task.CompletedTask;
+        if (session.Closed) return;
         session.Close();
         _uploads.TryRemove(session.Id, out _);
         TryDelete(session.TempPath);
         catalogue.Release(session.Size);
-        return Task.CompletedTask;
     }
 
     private static void TryDelete(string path)
@@ -220,21 +254,74 @@ internal sealed partial class UploadSessions(
 
     private sealed class UploadSession(Guid id, string name, long size, string tempPath, SafeFileHandle handle, DateTime now)
     {
+        private readonly Lock _gate = new();
+        private int _writing;
+        private bool _closing;
+        private TaskCompletionSource? _drained;
+        private DateTime _lastActivityUtc = now;
+
         public Guid Id { get; } = id;
         public string Name { get; } = name;
         public long Size { get; } = size;
         public string TempPath { get; } = tempPath;
         public SafeFileHandle Handle { get; } = handle;
-        public SemaphoreSlim Lock { get; } = new(1, 1);
-        public IncrementalHash Hash { get; } = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        public long HashedUpTo { get; set; }
-        public bool OutOfOrder { get; set; }
+        public UploadHasher Hasher { get; } = new();
+        public WriteBehind WriteBehind { get; } = new(handle);
         public bool Closed { get; private set; }
-        public DateTime LastActivityUtc { get; set; } = now;
 
-        public void ThrowIfClosed()
+        /// <summary>Counts a chunk write in; false once a completion or abort has begun.</summary>
+        public bool TryEnter()
         {
-            if (Closed) throw new NotFoundException("upload", Id.ToString());
+            lock (_gate)
+            {
+                if (_closing) return false;
+                _writing++;
+                return true;
+            }
+        }
+
+        public void Exit(DateTime now)
+        {
+            TaskCompletionSource? drained = null;
+            lock (_gate)
+            {
+                _lastActivityUtc = now;
+                if (--_writing == 0 && _closing) drained = _drained;
+            }
+
+            drained?.TrySetResult();
+        }
+
+        /// <summary>
+        /// Refuses further chunks; <paramref name="drained"/> completes when those in flight are written.
+        /// False when another completion or abort closed it first.
+        /// </summary>
+        public bool TryClose(out Task drained)
+        {
+            lock (_gate)
+            {
+                drained = Task.CompletedTask;
+                if (_closing) return false;
+                _closing = true;
+                if (_writing > 0)
+                {
+                    _drained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                    drained = _drained.Task;
+                }
+
+                return true;
+            }
+        }
+
+        /// <summary>Closes it when nothing is in flight and nothing happened since <paramref name="cutoff"/>.</summary>
+        public bool TryCloseIdle(DateTime cutoff)
+        {
+            lock (_gate)
+            {
+                if (_closing || _writing > 0 || _lastActivityUtc >= cutoff) return false;
+                _closing = true;
+                return true;
+            }
         }
 
         public void Close()
@@ -242,7 +329,7 @@ internal sealed partial class UploadSessions(
             if (Closed) return;
             Closed = true;
             Handle.Dispose();
-            Hash.Dispose();
+            Hasher.Dispose();
         }
     }
 }

@@ -1,4 +1,5 @@
 using Orleans.Placement;
+using Orleans.Serialization.Buffers;
 using P2PShare.Compute;
 using P2PShare.Files;
 using P2PShare.Memory;
@@ -47,6 +48,8 @@ public sealed class PeerGrain(PeerIdentity identity, MemoryStore memory, FileSto
 
     public Task WriteChunkAsync(Guid uploadId, long offset, byte[] data) => files.WriteChunkAsync(uploadId, offset, data);
 
+    public Task WritePooledChunkAsync(Guid uploadId, long offset, PooledBuffer data) => files.WriteChunkAsync(uploadId, offset, data);
+
     public Task<StoredFileInfo> CompleteUploadAsync(Guid uploadId, string sha256) => files.CompleteUploadAsync(uploadId, sha256);
 
     public Task AbortUploadAsync(Guid uploadId) => files.AbortUploadAsync(uploadId);
@@ -54,6 +57,8 @@ public sealed class PeerGrain(PeerIdentity identity, MemoryStore memory, FileSto
     public Task<DownloadTicket> OpenDownloadAsync(string name) => files.OpenDownloadAsync(name);
 
     public Task<byte[]> ReadChunkAsync(Guid downloadId, long offset, int count) => files.ReadChunkAsync(downloadId, offset, count);
+
+    public Task<PooledBuffer> ReadPooledChunkAsync(Guid downloadId, long offset, int count) => files.ReadPooledChunkAsync(downloadId, offset, count);
 
     public Task CloseDownloadAsync(Guid downloadId)
     {

@@ -76,6 +76,58 @@ public sealed class FileStoreTests : IDisposable
     }
 
     [Fact]
+    public async Task Concurrent_pooled_chunks_landing_in_any_order_verify_and_round_trip()
+    {
+        var data = RandomBytes(40 * 4096 + 123);
+        var ticket = _store.BeginUpload("pooled.bin", data.Length);
+        var offsets = Enumerable.Range(0, (data.Length + 4095) / 4096).Select(i => i * 4096).OrderBy(_ => Random.Shared.Next()).ToList();
+        await Task.WhenAll(offsets.Select(offset => Task.Run(() =>
+        {
+            var chunk = new Orleans.Serialization.Buffers.PooledBuffer();
+            chunk.Write(data.AsSpan(offset, Math.Min(4096, data.Length - offset)));
+            return _store.WriteChunkAsync(ticket.UploadId, offset, chunk);
+        })));
+        var info = await _store.CompleteUploadAsync(ticket.UploadId, Sha(data));
+        Assert.Equal(Sha(data), info.Sha256);
+        Assert.Equal(data, await GetAsync("pooled.bin"));
+
+        var reading = await _store.OpenDownloadAsync("pooled.bin");
+        using var chunk = await _store.ReadPooledChunkAsync(reading.DownloadId, 4096, 4096);
+        Assert.Equal(data.AsSpan(4096, 4096).ToArray(), chunk.ToArray());
+        _store.CloseDownload(reading.DownloadId);
+    }
+
+    [Fact]
+    public async Task A_chunk_written_twice_is_hashed_as_it_ends_up_on_disk()
+    {
+        var data = RandomBytes(3 * 4096);
+        var ticket = _store.BeginUpload("rewritten.bin", data.Length);
+        await _store.WriteChunkAsync(ticket.UploadId, 0, RandomBytes(4096)); // wrong bytes first ...
+        await _store.WriteChunkAsync(ticket.UploadId, 4096, data.AsMemory(4096, 4096));
+        await _store.WriteChunkAsync(ticket.UploadId, 8192, data.AsMemory(8192));
+        await _store.WriteChunkAsync(ticket.UploadId, 0, data.AsMemory(0, 4096)); // ... then a retry with the right ones
+
+        var info = await _store.CompleteUploadAsync(ticket.UploadId, Sha(data));
+        Assert.Equal(Sha(data), info.Sha256);
+        Assert.Equal(data, await GetAsync("rewritten.bin"));
+    }
+
+    [Fact]
+    public async Task Concurrent_chunks_with_one_byte_changed_fail_the_hash_and_leave_nothing()
+    {
+        var data = RandomBytes(16 * 4096);
+        var ticket = _store.BeginUpload("tampered.bin", data.Length);
+        var sent = (byte[])data.Clone();
+        sent[5 * 4096 + 7] ^= 1;
+        await Task.WhenAll(Enumerable.Range(0, 16).Reverse().Select(i => Task.Run(() =>
+            _store.WriteChunkAsync(ticket.UploadId, i * 4096L, sent.AsMemory(i * 4096, 4096)))));
+        await Assert.ThrowsAsync<IntegrityException>(() => _store.CompleteUploadAsync(ticket.UploadId, Sha(data)));
+        Assert.False(File.Exists(Path.Combine(FilesDir, "tampered.bin")));
+        Assert.Empty(Directory.GetFiles(TmpDir));
+        Assert.Equal((0L, 0L, 0L), _store.Usage);
+    }
+
+    [Fact]
     public async Task Chunks_out_of_order_still_verify()
     {
         var data = RandomBytes(20_000);

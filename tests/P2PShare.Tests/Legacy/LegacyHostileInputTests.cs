@@ -201,6 +201,57 @@ public sealed class LegacyHostileInputTests(LegacyClusterFixture fixture, ITestO
         }, TimeSpan.FromSeconds(20), "a 3 MiB PUT_FILE is accepted after the holders left");
     }
 
+    [Fact]
+    public async Task Many_concurrent_GET_FILEs_of_a_big_file_are_streamed_within_the_byte_budget()
+    {
+        var data = System.Security.Cryptography.RandomNumberGenerator.GetBytes(LegacyClusterFixture.MaxFileBytes);
+        var put = await LegacyClient.CallAsync(Port, new { type = "PUT_FILE", filename = "hostile/big.bin", data = Convert.ToBase64String(data) });
+        Assert.Equal("OK", (string?)put["status"]);
+        var gateway = fixture.Gateway("peer-1");
+        const int Clients = 40;
+        var capacity = 2L * LegacyClusterFixture.MaxFrameBytes;
+
+        long peak = 0;
+        using var stop = new CancellationTokenSource();
+        var sampler = Task.Run(async () =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                peak = Math.Max(peak, gateway.BufferedBytes);
+                await Task.Yield();
+            }
+        });
+        var replies = await Task.WhenAll(Enumerable.Range(0, Clients).Select(async _ =>
+        {
+            await using var client = await LegacyClient.ConnectAsync(Port);
+            return await client.RequestAsync(new { type = "GET_FILE", filename = "hostile/big.bin" }, TimeSpan.FromSeconds(60));
+        }));
+        await stop.CancelAsync();
+        await sampler;
+
+        var served = 0;
+        foreach (var reply in replies)
+        {
+            if ((string?)reply["type"] == "ERROR")
+            {
+                Assert.Contains("busy", (string?)reply["error"]);
+                continue;
+            }
+
+            Assert.Equal(data, Convert.FromBase64String((string)reply["data"]!));
+            served++;
+        }
+
+        output.WriteLine($"{served} of {Clients} served; budget peak {peak} of {capacity} bytes");
+        Assert.True(served > 0);
+        // Each reply counted what it held (a piece or two), never a whole file: 40 files in base64 would be 224 MB.
+        Assert.InRange(peak, 1, capacity);
+        var deadline = DateTime.UtcNow + Prompt;
+        while (gateway.BufferedBytes != 0 && DateTime.UtcNow < deadline) await Task.Delay(20);
+        Assert.Equal(0, gateway.BufferedBytes);
+        await AssertServingAsync();
+    }
+
     private async Task AssertServingAsync()
     {
         var reply = await LegacyClient.CallAsync(Port, new { type = "STATUS" });
