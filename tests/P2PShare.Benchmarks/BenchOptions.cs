@@ -15,7 +15,7 @@ internal sealed record BenchOptions
     public static readonly int[] DefaultSubmitters = [16, 64];
     public static readonly int[] QuickSubmitters = [4];
     public const double DefaultOpenRate = 5000;
-    public const double QuickOpenRate = 200;
+    public const double QuickOpenRate = 50;
     public const double DefaultOpenSeconds = 5;
     public const double QuickOpenSeconds = 1;
     public const int DefaultBatchSize = 1000;

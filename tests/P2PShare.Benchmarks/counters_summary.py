@@ -20,6 +20,7 @@ WANTED = (
     "dotnet.timer.count",
     "dotnet.process.memory.working_set",
     "dotnet.jit.compiled_methods",
+    "p2pshare.",
 )
 
 

@@ -63,9 +63,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 dotnet build "$here" -c Release -nologo -v:q </dev/null >&2
-# The worker pool logs why it retires a worker at Debug: the summary counts the reasons.
-env DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0 "P2PSHARE__Logging__LogLevel__P2PShare.Compute.WorkerPool=Debug" \
-  deploy/local/cluster.sh up 3 >&2
+DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0 deploy/local/cluster.sh up 3 >&2
 run=$P2PSHARE_CLUSTER_DIR/run
 pid=$(cat "$run/$peer.pid")
 peers=$(cat "$run"/peer-*.pid | paste -sd, -)
@@ -108,7 +106,12 @@ if command -v perf >/dev/null; then
   perf record -F 499 -g -p "$peers" -o "$out/perf.data" -- sleep "$seconds" >/dev/null 2>"$out/perf.err" || { cat "$out/perf.err" >&2; }
   if [[ -s $out/perf.data ]]; then
     { echo; echo "## perf: CPU samples of the three peers (perf record -F 499 -g, $seconds s)"; echo
-      perf script -F comm,pid,tid,ip,sym,dso -i "$out/perf.data" 2>/dev/null | python3 "$here/perf_top.py" --peers "$peers"; } >>"$out/summary.md"
+      perf script -F comm,pid,tid,ip,sym,dso -i "$out/perf.data" 2>/dev/null | python3 "$here/perf_top.py" --peers "$peers"
+      # perf follows the peers' children, so their exec calls are the processes started in the window.
+      echo; echo "processes the peers started in these $seconds s (exec events; a worker start is sh, setpriv, prlimit, bwrap, then the runtime):"; echo
+      echo "| execs | program |"; echo "|---:|---|"
+      perf script --show-task-events -i "$out/perf.data" 2>/dev/null | sed -n 's/.*PERF_RECORD_COMM exec: \([^:]*\):.*/\1/p' | sort | uniq -c | sort -rn |
+        awk '{printf "| %d | %s |\n", $1, $2}'; } >>"$out/summary.md"
   fi
 else
   echo "profile.sh: perf is not installed (Debian: apt-get install linux-perf); the CPU-sample profile is left out" >&2
@@ -116,7 +119,7 @@ fi
 
 if command -v dotnet-counters >/dev/null; then
   before=$(cpu_ticks)
-  dotnet-counters collect -p "$pid" --counters System.Runtime --refresh-interval 1 --duration "00:00:00:$(printf %02d "$seconds")" \
+  dotnet-counters collect -p "$pid" --counters System.Runtime,P2PShare --refresh-interval 1 --duration "00:00:00:$(printf %02d "$seconds")" \
     --format csv -o "$out/counters.csv" >/dev/null 2>&1 || true
   after=$(cpu_ticks)
   { echo; echo "## dotnet-counters on $peer ($seconds s): $(( (after - before) * 10 / seconds )) ms of CPU per second from /proc"; echo
@@ -139,9 +142,5 @@ kill "$load_pid" 2>/dev/null || true
 wait "$load_pid" 2>/dev/null || true
 load_pid=""
 cp -- "$P2PSHARE_CLUSTER_DIR"/logs/peer-*.log "$out/" 2>/dev/null || true
-{ echo; echo "## Workers retired by the three peers during the whole load (reasons, from their logs)"; echo
-  echo "| workers | reason |"; echo "|---:|---|"
-  cat "$out"/peer-*.log 2>/dev/null | sed -n 's/.*Retiring worker [0-9]*: //p' | sed 's/[0-9][0-9]*/N/g' | sort | uniq -c | sort -rn |
-    awk '{n=$1; $1=""; sub(/^ /, ""); printf "| %d | %s |\n", n, $0}'; } >>"$out/summary.md"
 cat "$out/summary.md"
 echo "profile.sh: raw files in $out" >&2
