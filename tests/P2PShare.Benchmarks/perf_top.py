@@ -69,6 +69,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--peers", default="", help="the peers' PIDs: samples of other PIDs are their children (workers, sandbox launchers)")
+    parser.add_argument("--only", choices=["peers", "children"], help="count only the peer processes, or only their children (needs --peers)")
     args = parser.parse_args()
     peers = {int(p) for p in args.peers.split(",") if p.strip()}
 
@@ -82,6 +83,11 @@ def main():
     for header, stack in samples(sys.stdin):
         if not stack:
             continue
+        # "comm pid/tid": the thread's name may hold spaces, the PID/TID field is the last one.
+        m = re.match(r"^\s*(.*?)\s+(\d+)(?:/(\d+))?\s*$", header)
+        is_peer = bool(m) and int(m.group(2)) in peers
+        if args.only and m and is_peer != (args.only == "peers"):
+            continue
         total += 1
         leaf_symbol, leaf_dso = stack[0]
         layers[layer(leaf_symbol, leaf_dso)] += 1
@@ -94,12 +100,10 @@ def main():
                 inclusive[frame] += 1
         mine = next((name(s, d) for s, d in stack if "P2PShare." in (s or "")), "(no P2PShare frame on the stack)")
         ours[mine] += 1
-        # "comm pid/tid": the thread's name may hold spaces, the PID/TID field is the last one.
-        m = re.match(r"^\s*(.*?)\s+(\d+)(?:/(\d+))?\s*$", header)
         thread = m.group(1) if m else header.strip()
         threads[re.sub(r"\d+$", "#", thread)] += 1
         if peers and m:
-            processes["peer processes" if int(m.group(2)) in peers else "their children (workers, bwrap, prlimit, compiler)"] += 1
+            processes["peer processes" if is_peer else "their children (workers, bwrap, prlimit, compiler)"] += 1
 
     if total == 0:
         print("no samples")

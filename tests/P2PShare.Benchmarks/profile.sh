@@ -12,8 +12,9 @@
 #   4. prints the summaries (perf_top.py, counters_summary.py, profile_top.py) and keeps the raw
 #      files in the output folder; tears everything down.
 #
-#   tests/P2PShare.Benchmarks/profile.sh [--seconds S] [--submitters N] [--peer NAME] [--out DIR]
-#       defaults: 10 s each, 16 submitters, peer-1, TestResults/profile
+#   tests/P2PShare.Benchmarks/profile.sh [--seconds S] [--warmup S] [--submitters N] [--peer NAME] [--out DIR]
+#       defaults: 10 s each, 20 s of load before the first trace (the peers' tiered JIT settles),
+#       16 submitters, peer-1, TestResults/profile
 #
 # Needs perf (Debian: linux-perf), dotnet-trace and dotnet-counters (dotnet tool install -g ...);
 # a missing one is skipped with a message. perf needs root or kernel.perf_event_paranoid <= 1.
@@ -22,20 +23,23 @@ set -euo pipefail
 cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../.."
 
 seconds=10
+warmup=20
 submitters=16
 peer=peer-1
 out=TestResults/profile
 while (($#)); do
   case $1 in
     --seconds) seconds=$2; shift ;;
+    --warmup) warmup=$2; shift ;;
     --submitters) submitters=$2; shift ;;
     --peer) peer=$2; shift ;;
     --out) out=$2; shift ;;
-    *) echo "usage: $0 [--seconds S] [--submitters N] [--peer NAME] [--out DIR]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--seconds S] [--warmup S] [--submitters N] [--peer NAME] [--out DIR]" >&2; exit 2 ;;
   esac
   shift
 done
 [[ $seconds =~ ^[0-9]+$ && $seconds -gt 0 ]] || { echo "profile.sh: --seconds wants a positive whole number, got '$seconds'" >&2; exit 2; }
+[[ $warmup =~ ^[0-9]+$ ]] || { echo "profile.sh: --warmup wants a whole number of seconds, got '$warmup'" >&2; exit 2; }
 [[ $submitters =~ ^[0-9]+$ && $submitters -gt 0 ]] || { echo "profile.sh: --submitters wants a positive whole number, got '$submitters'" >&2; exit 2; }
 [[ $peer =~ ^peer-[123]$ ]] || { echo "profile.sh: --peer is one of peer-1, peer-2, peer-3, got '$peer'" >&2; exit 2; }
 mkdir -p -- "$out"
@@ -92,7 +96,10 @@ for _ in $(seq 1800); do
   sleep 0.1
 done
 grep -q ': measuring' "$out/load.err" || { echo "profile.sh: the load did not start within 180 s" >&2; exit 1; }
-echo "profile.sh: load running ($submitters submitters, routed trivial C# tasks); tracing $peer (PID $pid), $seconds s per tool" >&2
+echo "profile.sh: load running ($submitters submitters, routed trivial C# tasks); $warmup s of warm-up, then tracing $peer (PID $pid), $seconds s per tool" >&2
+# A measuring window, not synchronisation: the first seconds of load are dominated by tiered JIT.
+sleep "$warmup"
+kill -0 "$load_pid" 2>/dev/null || { echo "profile.sh: the load generator stopped during the warm-up:" >&2; cat "$out/load.err" >&2; exit 1; }
 
 {
   echo "# Profile of $peer under routed trivial C# tasks, $submitters submitters"
