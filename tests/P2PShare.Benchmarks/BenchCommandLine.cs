@@ -153,18 +153,18 @@ internal sealed class BenchCommandLine
         });
         _rate.Validators.Add(result =>
         {
-            if (result.GetValueOrDefault<double?>() is not (> 0 and < 1e7))
+            if (Number(result) is not (> 0 and < 1e7))
                 result.AddError("--rate must be a positive number of tasks per second");
         });
         _openSeconds.Validators.Add(result =>
         {
-            if (result.GetValueOrDefault<double?>() is not (> 0 and <= 3600))
+            if (Number(result) is not (> 0 and <= 3600))
                 result.AddError("--open-seconds must be between 0 and 3600");
         });
         _batchSize.Validators.Add(result =>
         {
-            if (result.GetValueOrDefault<int?>() is not (> 0 and <= 1_000_000))
-                result.AddError("--batch-size must be between 1 and 1000000");
+            if (Number(result) is not (>= 1 and <= 1_000_000) || !int.TryParse(result.Tokens[^1].Value, CultureInfo.InvariantCulture, out _))
+                result.AddError("--batch-size must be a whole number between 1 and 1000000");
         });
         _legacy.Validators.Add(result =>
         {
@@ -207,6 +207,15 @@ internal sealed class BenchCommandLine
 
     private static List<string> Scenarios(string list) =>
         [.. list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)];
+
+    /// <summary>
+    /// The option's last token as a number, NaN when it is not one: read from the token, because the
+    /// typed value of a token that does not parse throws inside a validator.
+    /// </summary>
+    private static double Number(System.CommandLine.Parsing.OptionResult result) =>
+        result.Tokens.Count > 0 && double.TryParse(result.Tokens[^1].Value, NumberStyles.Float, CultureInfo.InvariantCulture, out var value)
+            ? value
+            : double.NaN;
 
     private static int[]? Counts(string list)
     {

@@ -13,7 +13,7 @@
 #      files in the output folder; tears everything down.
 #
 #   tests/P2PShare.Benchmarks/profile.sh [--seconds S] [--warmup S] [--submitters N] [--peer NAME] [--out DIR]
-#       defaults: 10 s each, 20 s of load before the first trace (the peers' tiered JIT settles),
+#       defaults: 10 s each, 60 s of load before the first trace (the peers' tiered JIT settles),
 #       16 submitters, peer-1, TestResults/profile
 #
 # Needs perf (Debian: linux-perf), dotnet-trace and dotnet-counters (dotnet tool install -g ...);
@@ -23,7 +23,7 @@ set -euo pipefail
 cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../.."
 
 seconds=10
-warmup=20
+warmup=60
 submitters=16
 peer=peer-1
 out=TestResults/profile

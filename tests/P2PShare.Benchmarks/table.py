@@ -23,6 +23,8 @@ def row(line):
             fmt(line.get("cpuUsPerTask")), fmt(line.get("netCpuUsPerTask")), fmt(line.get("clientCpuUsPerTask")))
         if "sequentialP50Ms" in line:
             detail += "; one at a time p50 %s ms, cluster CPU %s µs per task" % (fmt(line["sequentialP50Ms"]), fmt(line.get("sequentialCpuUsPerTask")))
+        if line.get("timeLimited"):
+            detail += "; stopped at the time limit after %d tasks" % line["tasks"]
         return ("tasks (%s, %s, %d submitters)" % (line.get("language", "csharp"), "confidential" if line["confidential"] else "routed", line["submitters"]),
                 "%s tasks/s; p50 %s ms, p99 %s ms, p99.9 %s ms" % (fmt(line["tasksPerSec"]), fmt(line["p50Ms"]), fmt(line["p99Ms"]), fmt(line["p999Ms"])), detail)
     if s == "batch":
