@@ -34,9 +34,37 @@ internal sealed class BenchCommandLine
         HelpName = "N",
     };
 
-    private readonly Option<int?> _submitters = new("--submitters")
+    private readonly Option<string> _submitters = new("--submitters")
     {
-        Description = $"concurrent submitters (default {BenchOptions.DefaultSubmitters}; --quick: {BenchOptions.QuickSubmitters})",
+        Description = $"concurrent submitters of the tasks scenario, comma-separated counts, each a run of its own with distinct submitter names "
+            + $"(default {string.Join(',', BenchOptions.DefaultSubmitters)}; --quick: {string.Join(',', BenchOptions.QuickSubmitters)})",
+        HelpName = "N[,N]",
+    };
+
+    private readonly Option<string> _variants = new("--variants")
+    {
+        Description = $"variants of the tasks scenario, comma-separated (default all: {string.Join(',', BenchOptions.AllVariants)}); "
+            + "routed runs at every submitter count, the others at the first",
+        HelpName = "LIST",
+    };
+
+    private readonly Option<double?> _rate = new("--rate")
+    {
+        Description = string.Create(CultureInfo.InvariantCulture,
+            $"tasks per second the open scenario offers (default {BenchOptions.DefaultOpenRate}; --quick: {BenchOptions.QuickOpenRate})"),
+        HelpName = "R",
+    };
+
+    private readonly Option<double?> _openSeconds = new("--open-seconds")
+    {
+        Description = string.Create(CultureInfo.InvariantCulture,
+            $"seconds the open scenario offers tasks for (default {BenchOptions.DefaultOpenSeconds}; --quick: {BenchOptions.QuickOpenSeconds})"),
+        HelpName = "S",
+    };
+
+    private readonly Option<int?> _batchSize = new("--batch-size")
+    {
+        Description = $"tasks per call of the batch scenario (default {BenchOptions.DefaultBatchSize}; --quick: {BenchOptions.QuickBatchSize})",
         HelpName = "N",
     };
 
@@ -91,8 +119,9 @@ internal sealed class BenchCommandLine
 
     private readonly Option<string> _legacy = new("--legacy")
     {
-        Description = "a seed-protocol peer port for the legacy scenario: Python CPU_TASKs and SET/GET_MEM, one connection "
-            + "per request like the original client; also works against the original system (default: the first peer's seed-protocol port)",
+        Description = "the original system's peer for the legacy scenario: Python CPU_TASKs and SET/GET_MEM, one connection "
+            + "per request like the original client, against the first peer's seed-protocol port and also against this one "
+            + "(the original system's peer), with the ratio (default: ours only)",
         HelpName = "HOST:PORT",
     };
 
@@ -102,7 +131,7 @@ internal sealed class BenchCommandLine
             "p2pshare-bench: runs the benchmark scenarios against a running cluster and prints one JSON line per scenario "
             + "(and per variant: tasks with and without --confidential, mem at concurrency 8 and 50, redis per test and shape).")
         {
-            _gateway, _quick, _scenarios, _tasks, _submitters, _memSeconds, _fileMiB, _timeSlicing, _redisPort, _redisPid, _respPort, _cli, _pidDir, _legacy,
+            _gateway, _quick, _scenarios, _tasks, _submitters, _variants, _rate, _openSeconds, _batchSize, _memSeconds, _fileMiB, _timeSlicing, _redisPort, _redisPid, _respPort, _cli, _pidDir, _legacy,
         };
         Root.Options.Remove(Root.Options.OfType<VersionOption>().Single());
         _gateway.Validators.Add(result =>
@@ -124,6 +153,36 @@ internal sealed class BenchCommandLine
             if (result.Tokens.Count == 1 && Scenarios(result.Tokens[0].Value).Except(BenchOptions.All).FirstOrDefault() is { } unknown)
                 result.AddError($"unknown scenario {unknown}");
         });
+        _variants.Validators.Add(result =>
+        {
+            if (result.Tokens.Count == 1 && Scenarios(result.Tokens[0].Value).Except(BenchOptions.AllVariants).FirstOrDefault() is { } unknown)
+                result.AddError($"unknown variant {unknown}");
+        });
+        _submitters.Validators.Add(result =>
+        {
+            if (result.Tokens.Count == 1 && Counts(result.Tokens[0].Value) is null)
+                result.AddError($"--submitters wants positive counts separated by commas, got '{result.Tokens[0].Value}'");
+        });
+        _rate.Validators.Add(result =>
+        {
+            if (Number(result) is not (> 0 and < 1e7))
+                result.AddError("--rate must be a positive number of tasks per second");
+        });
+        _openSeconds.Validators.Add(result =>
+        {
+            if (Number(result) is not (> 0 and <= 3600))
+                result.AddError("--open-seconds must be between 0 and 3600");
+        });
+        _batchSize.Validators.Add(result =>
+        {
+            if (Number(result) is not (>= 1 and <= 1_000_000) || !int.TryParse(result.Tokens[^1].Value, CultureInfo.InvariantCulture, out _))
+                result.AddError("--batch-size must be a whole number between 1 and 1000000");
+        });
+        _legacy.Validators.Add(result =>
+        {
+            if (result.Tokens.Count == 1 && Legacy.TryParseEndpoint(result.Tokens[0].Value) is null)
+                result.AddError($"--legacy wants HOST:PORT, got '{result.Tokens[0].Value}'");
+        });
     }
 
     public RootCommand Root { get; }
@@ -143,7 +202,11 @@ internal sealed class BenchCommandLine
             Scenarios = parse.GetValue(_scenarios) is { } list ? Scenarios(list) : [.. BenchOptions.All],
             Quick = quick,
             Tasks = parse.GetValue(_tasks) ?? (quick ? BenchOptions.QuickTasks : BenchOptions.DefaultTasks),
-            Submitters = parse.GetValue(_submitters) ?? (quick ? BenchOptions.QuickSubmitters : BenchOptions.DefaultSubmitters),
+            Submitters = parse.GetValue(_submitters) is { } counts ? Counts(counts)! : (quick ? BenchOptions.QuickSubmitters : BenchOptions.DefaultSubmitters),
+            Variants = parse.GetValue(_variants) is { } variants ? Scenarios(variants) : [.. BenchOptions.AllVariants],
+            OpenRate = parse.GetValue(_rate) ?? (quick ? BenchOptions.QuickOpenRate : BenchOptions.DefaultOpenRate),
+            OpenSeconds = parse.GetValue(_openSeconds) ?? (quick ? BenchOptions.QuickOpenSeconds : BenchOptions.DefaultOpenSeconds),
+            BatchSize = parse.GetValue(_batchSize) ?? (quick ? BenchOptions.QuickBatchSize : BenchOptions.DefaultBatchSize),
             MemSeconds = parse.GetValue(_memSeconds) ?? (quick ? BenchOptions.QuickMemSeconds : BenchOptions.DefaultMemSeconds),
             FileMiB = parse.GetValue(_fileMiB) ?? (quick ? BenchOptions.QuickFileMiB : BenchOptions.DefaultFileMiB),
             TimeSlicing = parse.GetValue(_timeSlicing) ?? BenchOptions.DefaultTimeSlicing,
@@ -158,4 +221,25 @@ internal sealed class BenchCommandLine
 
     private static List<string> Scenarios(string list) =>
         [.. list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)];
+
+    /// <summary>
+    /// The option's last token as a number, NaN when it is not one: read from the token, because the
+    /// typed value of a token that does not parse throws inside a validator.
+    /// </summary>
+    private static double Number(System.CommandLine.Parsing.OptionResult result) =>
+        result.Tokens.Count > 0 && double.TryParse(result.Tokens[^1].Value, NumberStyles.Float, CultureInfo.InvariantCulture, out var value)
+            ? value
+            : double.NaN;
+
+    private static int[]? Counts(string list)
+    {
+        var counts = new List<int>();
+        foreach (var item in Scenarios(list))
+        {
+            if (!int.TryParse(item, NumberStyles.None, CultureInfo.InvariantCulture, out var n) || n is < 1 or > 100_000) return null;
+            counts.Add(n);
+        }
+
+        return counts.Count > 0 ? [.. counts] : null;
+    }
 }

@@ -7,6 +7,9 @@ using System.Text.Json.Nodes;
 
 namespace P2PShare.Benchmarks;
 
+/// <summary>One endpoint's figures in the legacy scenario.</summary>
+internal sealed record LegacyFigures(string Endpoint, double TasksPerSec, double P50Ms, double P99Ms, double MemOpsPerSec, double MemP99Ms);
+
 /// <summary>
 /// The seed-protocol port driven the way the original system's client drives it: one TCP connection
 /// per request, a 4-byte big-endian length and JSON. The same client can be pointed at the original
@@ -14,8 +17,20 @@ namespace P2PShare.Benchmarks;
 /// </summary>
 internal static class Legacy
 {
-    public static async Task<JsonObject> RunAsync(string host, int port, int clients, int count, bool quick)
+    /// <summary>HOST:PORT with a port in range, or null.</summary>
+    public static (string Host, int Port)? TryParseEndpoint(string endpoint)
     {
+        var colon = endpoint.LastIndexOf(':');
+        if (colon <= 0) return null;
+        return int.TryParse(endpoint.AsSpan(colon + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var port)
+            && port is > 0 and < 65536
+            ? (endpoint[..colon], port)
+            : null;
+    }
+
+    public static async Task<LegacyFigures> RunAsync(string endpoint, int clients, int count, bool quick)
+    {
+        var (host, port) = TryParseEndpoint(endpoint) ?? throw new InvalidOperationException($"not HOST:PORT: {endpoint}");
         // Warm-up: the Python workers are started and the program is cached.
         for (var i = 0; i < 3; i++) await CallAsync(host, port, Task(i));
 
@@ -37,18 +52,8 @@ internal static class Legacy
             if ((string?)reply["type"] == "ERROR") throw new InvalidOperationException(reply.ToJsonString());
         });
 
-        return new JsonObject
-        {
-            ["scenario"] = "legacy",
-            ["endpoint"] = $"{host}:{port}",
-            ["clients"] = clients,
-            ["tasks"] = count,
-            ["tasksPerSec"] = Samples.Round(count / taskClock.TotalSeconds),
-            ["p50Ms"] = taskSamples.Percentile(50),
-            ["p99Ms"] = taskSamples.Percentile(99),
-            ["memOpsPerSec"] = Samples.Round(memCount / memClock.TotalSeconds),
-            ["memP99Ms"] = memSamples.Percentile(99),
-        };
+        return new LegacyFigures(endpoint, Samples.Round(count / taskClock.TotalSeconds), taskSamples.Percentile(50), taskSamples.Percentile(99),
+            Samples.Round(memCount / memClock.TotalSeconds), memSamples.Percentile(99));
     }
 
     private static JsonObject Task(int n) => new()

@@ -19,6 +19,8 @@ internal sealed class Scenarios(ClusterConnection cluster, BenchOptions options)
     private const string SquarePython = "def main(x): return x * x";
     private const int SequentialTasks = 200;
     private const int SequentialQuickTasks = 30;
+    private const double TasksSecondsLimit = 90;
+    private const double QuickTasksSecondsLimit = 60;
     private const string Spin = """
         long main(double seconds)
         {
@@ -29,7 +31,18 @@ internal sealed class Scenarios(ClusterConnection cluster, BenchOptions options)
         }
         """;
 
+    // A fixed amount of CPU-bound work: the result depends on every step, so the JIT cannot drop the loop.
+    private const string Work = """
+        long main(long n)
+        {
+            long x = 1;
+            for (long i = 0; i < n; i++) x = x * 6364136223846793005L + i;
+            return x;
+        }
+        """;
+
     private string[] _peers = [];
+    private double? _idleMsPerSec;
 
     public async Task<List<JsonObject>> RunAsync(string scenario)
     {
@@ -37,12 +50,9 @@ internal sealed class Scenarios(ClusterConnection cluster, BenchOptions options)
         if (_peers.Length == 0) throw new InvalidOperationException("the tracker knows no peers");
         return scenario switch
         {
-            "tasks" =>
-            [
-                await TasksAsync(TaskLanguages.CSharp, confidential: false),
-                await TasksAsync(TaskLanguages.CSharp, confidential: true),
-                await TasksAsync(TaskLanguages.Python, confidential: false),
-            ],
+            "tasks" => await TasksVariantsAsync(),
+            "batch" => [await BatchAsync()],
+            "open" => [await OpenAsync()],
             "compile" => [await CompileAsync()],
             "balance" => [await BalanceAsync()],
             "fairness" => [await FairnessAsync()],
@@ -58,78 +68,307 @@ internal sealed class Scenarios(ClusterConnection cluster, BenchOptions options)
         new(program, null, args, confidential, TimeSpan.FromSeconds(120), submitter, on);
 
     /// <summary>Submits and waits: the submit-to-result path a user sees.</summary>
-    private async Task<JobInfo> RunOneAsync(string origin, TaskSpec spec)
+    private async Task<JobInfo> RunOneAsync(string origin, TaskSpec spec, CancellationToken giveUp = default)
     {
         var job = await cluster.Peer(origin).SubmitAsync(spec);
         var handle = cluster.Client.GetJob(job.JobId);
-        while (!job.IsTerminal) job = await handle.WaitAsync(CallLimits.WaitSlice);
+        while (!job.IsTerminal)
+        {
+            if (giveUp.IsCancellationRequested)
+            {
+                // Given up on (the open scenario's drain limit): the job must not keep the cluster busy for the next scenario.
+                await handle.CancelAsync();
+                throw new OperationCanceledException(giveUp);
+            }
+
+            job = await handle.WaitAsync(giveUp.CanBeCanceled ? TimeSpan.FromMilliseconds(500) : CallLimits.WaitSlice);
+        }
+
         if (job.Status != JobStatus.Succeeded) throw new InvalidOperationException($"job {job.JobId} ended {job.Status}: {job.Error}");
         return job;
     }
 
-    private async Task<JsonObject> TasksAsync(string language, bool confidential)
+    private async Task<List<JsonObject>> TasksVariantsAsync()
+    {
+        var lines = new List<JsonObject>();
+        var first = options.Submitters[0];
+        if (options.Variants.Contains("routed"))
+        {
+            foreach (var submitters in options.Submitters)
+                lines.Add(await TasksAsync(TaskLanguages.CSharp, confidential: false, submitters, sequential: submitters == first));
+        }
+
+        if (options.Variants.Contains("confidential")) lines.Add(await TasksAsync(TaskLanguages.CSharp, confidential: true, first, sequential: true));
+        if (options.Variants.Contains("python")) lines.Add(await TasksAsync(TaskLanguages.Python, confidential: false, first, sequential: true));
+        return lines;
+    }
+
+    private async Task<JsonObject> TasksAsync(string language, bool confidential, int submitters, bool sequential)
     {
         var program = language == TaskLanguages.Python ? SquarePython : Square;
         TaskSpec Spec(string submitter, bool secret) => Task(program, "[7]", secret, submitter) with { Language = language };
 
         // Warm-up: every peer has compiled the program and has warm workers.
         foreach (var peer in _peers) await RunOneAsync(peer, Spec("bench", secret: true));
-        // The peers' CPU while no task runs (load reports, timers, thread-pool spinning), subtracted
-        // below, so that the figure per task is what a task adds.
-        var idleWindow = TimeSpan.FromSeconds(options.Quick ? 1 : 3);
-        var idleStart = PeersCpuMs();
-        await System.Threading.Tasks.Task.Delay(idleWindow);
-        var idleMsPerSec = (PeersCpuMs() - idleStart) / idleWindow.TotalSeconds;
+        var idleMsPerSec = await IdleCpuMsPerSecAsync();
 
+        var variant = language == TaskLanguages.Python ? "python" : confidential ? "confidential" : "routed";
+        // profile.sh waits for this line before it starts tracing, so the trace holds only the measured run.
+        Console.Error.WriteLine($"p2pshare-bench: tasks {variant} at {submitters} submitters: measuring");
         var samples = new Samples();
         var next = -1;
-        var cpuBefore = PeersCpuMs();
+        // A slow path (many submitters on a small machine) must not hold the whole suite up: no new
+        // task starts after the limit, and the figures are over the tasks that ran.
+        var limit = TimeSpan.FromSeconds(options.Quick ? QuickTasksSecondsLimit : TasksSecondsLimit);
+        var before = CpuNow();
         var clock = Stopwatch.StartNew();
-        await System.Threading.Tasks.Task.WhenAll(Enumerable.Range(0, options.Submitters).Select(s => System.Threading.Tasks.Task.Run(async () =>
+        await System.Threading.Tasks.Task.WhenAll(Enumerable.Range(0, submitters).Select(s => System.Threading.Tasks.Task.Run(async () =>
         {
             var origin = _peers[s % _peers.Length];
-            while (Interlocked.Increment(ref next) < options.Tasks)
+            // Distinct submitter names: fair sharing keeps one queue per submitter, as with real users.
+            var name = $"bench-{submitters}-{s}";
+            while (clock.Elapsed < limit && Interlocked.Increment(ref next) < options.Tasks)
             {
                 var start = Stopwatch.GetTimestamp();
-                await RunOneAsync(origin, Spec($"bench-{s}", confidential));
+                await RunOneAsync(origin, Spec(name, confidential));
                 samples.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
             }
         })));
         clock.Stop();
-        var cpuConcurrent = PeersCpuMs();
+        var ran = samples.Count;
+        var after = CpuNow();
+        Console.Error.WriteLine($"p2pshare-bench: tasks {variant} at {submitters} submitters: done");
+
+        var line = new JsonObject
+        {
+            ["scenario"] = "tasks",
+            ["language"] = language,
+            ["confidential"] = confidential,
+            ["submitters"] = submitters,
+            ["tasks"] = ran,
+            ["timeLimited"] = ran < options.Tasks,
+            ["tasksPerSec"] = Samples.Round(ran / clock.Elapsed.TotalSeconds),
+            ["p50Ms"] = samples.Percentile(50),
+            ["p99Ms"] = samples.Percentile(99),
+            ["p999Ms"] = samples.Percentile(99.9),
+        };
+        AddCpu(line, "", before, after, ran, idleMsPerSec, clock.Elapsed);
+        if (!sequential) return line;
 
         // One submitter, one task at a time: the latency of a warm trivial task with nothing queued.
-        var sequential = new Samples();
+        var alone = new Samples();
         var sequentialClock = Stopwatch.StartNew();
         var sequentialTasks = Math.Min(options.Tasks, options.Quick ? SequentialQuickTasks : SequentialTasks);
         for (var i = 0; i < sequentialTasks; i++)
         {
             var start = Stopwatch.GetTimestamp();
             await RunOneAsync(_peers[0], Spec("bench-sequential", confidential));
-            sequential.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+            alone.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
         }
 
         sequentialClock.Stop();
-        var cpuSequential = PeersCpuMs();
-        JsonNode? PerTask(double? spent, TimeSpan elapsed, int tasks) =>
-            spent - idleMsPerSec * elapsed.TotalSeconds is { } added ? Samples.Round(added / tasks) : null;
-        return new JsonObject
+        line["sequentialTasks"] = sequentialTasks;
+        line["sequentialP50Ms"] = alone.Percentile(50);
+        line["sequentialP99Ms"] = alone.Percentile(99);
+        AddCpu(line, "sequential", after, CpuNow(), sequentialTasks, idleMsPerSec, sequentialClock.Elapsed);
+        return line;
+    }
+
+    /// <summary>
+    /// The batch variant: the same trivial task, many per call, results streamed back
+    /// (<see cref="IBatchSubmitter"/>). One batch in flight per origin peer at a time.
+    /// </summary>
+    private async Task<JsonObject> BatchAsync()
+    {
+        if (BatchSubmitters.Create(cluster) is not { } batch)
         {
-            ["scenario"] = "tasks",
-            ["language"] = language,
-            ["confidential"] = confidential,
-            ["submitters"] = options.Submitters,
-            ["tasks"] = options.Tasks,
-            ["tasksPerSec"] = Samples.Round(options.Tasks / clock.Elapsed.TotalSeconds),
+            Console.Error.WriteLine($"p2pshare-bench: batch skipped: {BatchSubmitters.Missing}");
+            return new JsonObject { ["scenario"] = "batch", ["skipped"] = BatchSubmitters.Missing };
+        }
+
+        // Ten times the tasks scenario's count: a batch of the goal's rate (20,000/s) must run for long enough to be timed.
+        var total = options.Tasks * 10;
+        var size = Math.Min(options.BatchSize, total);
+        foreach (var peer in _peers) await RunOneAsync(peer, Task(Square, "[7]", confidential: true));
+        var idleMsPerSec = await IdleCpuMsPerSecAsync();
+
+        Console.Error.WriteLine("p2pshare-bench: batch: measuring");
+        var samples = new Samples();
+        var failed = 0;
+        string? firstError = null;
+        var next = -1;
+        var before = CpuNow();
+        var clock = Stopwatch.StartNew();
+        await System.Threading.Tasks.Task.WhenAll(_peers.Select((origin, p) => System.Threading.Tasks.Task.Run(async () =>
+        {
+            int from;
+            while ((from = Interlocked.Add(ref next, size) - size + 1) < total)
+            {
+                var specs = Enumerable.Range(from, Math.Min(size, total - from))
+                    .Select(n => Task(Square, $"[{n % 1000}]", submitter: $"bench-batch-{p}")).ToList();
+                var start = Stopwatch.GetTimestamp();
+                await foreach (var result in batch.RunAsync(origin, specs, CancellationToken.None))
+                {
+                    samples.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+                    if (!result.Succeeded && Interlocked.Increment(ref failed) == 1) firstError = result.Error;
+                }
+            }
+        })));
+        clock.Stop();
+        var after = CpuNow();
+        Console.Error.WriteLine("p2pshare-bench: batch: done");
+        if (failed > 0) throw new InvalidOperationException($"{failed} of {total} batch tasks failed, the first: {firstError}");
+        if (samples.Count != total) throw new InvalidOperationException($"the batch call streamed {samples.Count} results for {total} tasks");
+
+        var line = new JsonObject
+        {
+            ["scenario"] = "batch",
+            ["tasks"] = total,
+            ["batchSize"] = size,
+            ["tasksPerSec"] = Samples.Round(total / clock.Elapsed.TotalSeconds),
             ["p50Ms"] = samples.Percentile(50),
             ["p99Ms"] = samples.Percentile(99),
-            ["p999Ms"] = samples.Percentile(99.9),
-            ["cpuMsPerTask"] = PerTask(cpuConcurrent - cpuBefore, clock.Elapsed, options.Tasks),
-            ["idleCpuMsPerSec"] = idleMsPerSec is { } idle ? Samples.Round(idle) : null,
-            ["sequentialTasks"] = sequentialTasks,
-            ["sequentialP50Ms"] = sequential.Percentile(50),
-            ["sequentialCpuMsPerTask"] = PerTask(cpuSequential - cpuConcurrent, sequentialClock.Elapsed, sequentialTasks),
         };
+        AddCpu(line, "", before, after, total, idleMsPerSec, clock.Elapsed);
+        return line;
+    }
+
+    /// <summary>
+    /// Open loop: tasks offered at a fixed rate whatever the answers do, each timed from the moment it
+    /// was due (not from when the client got round to sending it), so a stalled cluster shows in the
+    /// percentiles instead of slowing the offer down.
+    /// </summary>
+    private async Task<JsonObject> OpenAsync()
+    {
+        // Bounds what a cluster far slower than the rate leaves to drain; tasks still unsent at the
+        // end of the window because of it are reported as dropped, those sent late as late.
+        const int maxInFlight = 4096;
+        const double lateMs = 5;
+        var rate = options.OpenRate;
+        var total = Math.Max(1, (int)Math.Round(rate * options.OpenSeconds));
+        var drainLimit = TimeSpan.FromSeconds(options.Quick ? 15 : 30);
+        foreach (var peer in _peers) await RunOneAsync(peer, Task(Square, "[7]", confidential: true));
+        var idleMsPerSec = await IdleCpuMsPerSecAsync();
+
+        Console.Error.WriteLine("p2pshare-bench: open: measuring");
+        using var giveUp = new CancellationTokenSource();
+        var samples = new Samples();
+        var gate = new object();
+        long lastFinish = 0;
+        int inFlight = 0, late = 0, failed = 0, abandoned = 0, sent = 0;
+        var running = new List<Task>(Math.Min(total, 1 << 20));
+        var before = CpuNow();
+        var start = Stopwatch.GetTimestamp();
+        var windowEnd = start + (long)(options.OpenSeconds * Stopwatch.Frequency);
+
+        async Task OneAsync(int n, long due)
+        {
+            try
+            {
+                await RunOneAsync(_peers[n % _peers.Length], Task(Square, $"[{n % 1000}]", submitter: $"bench-open-{n % 64}"), giveUp.Token);
+                var now = Stopwatch.GetTimestamp();
+                samples.Add(Stopwatch.GetElapsedTime(due, now).TotalMilliseconds);
+                lock (gate) lastFinish = Math.Max(lastFinish, now);
+            }
+            catch (OperationCanceledException)
+            {
+                Interlocked.Increment(ref abandoned);
+            }
+            catch (Exception e) when (e is InvalidOperationException or TimeoutException or Orleans.Runtime.OrleansException)
+            {
+                Interlocked.Increment(ref failed);
+            }
+            finally
+            {
+                Interlocked.Decrement(ref inFlight);
+            }
+        }
+
+        while (sent < total && Stopwatch.GetTimestamp() < windowEnd)
+        {
+            var dueNow = Math.Min(total, (int)(Stopwatch.GetElapsedTime(start).TotalSeconds * rate) + 1);
+            while (sent < dueNow && Volatile.Read(ref inFlight) < maxInFlight)
+            {
+                var due = start + (long)(sent / rate * Stopwatch.Frequency);
+                if (Stopwatch.GetElapsedTime(due).TotalMilliseconds > lateMs) late++;
+                Interlocked.Increment(ref inFlight);
+                var n = sent++;
+                running.Add(System.Threading.Tasks.Task.Run(() => OneAsync(n, due)));
+            }
+
+            // Pacing, not synchronisation: the next tasks fall due within the millisecond.
+            await System.Threading.Tasks.Task.Delay(1);
+        }
+
+        var offeredSeconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
+        var all = System.Threading.Tasks.Task.WhenAll(running);
+        if (await System.Threading.Tasks.Task.WhenAny(all, System.Threading.Tasks.Task.Delay(drainLimit)) != all)
+        {
+            await giveUp.CancelAsync();
+            await all;
+        }
+
+        var after = CpuNow();
+        Console.Error.WriteLine("p2pshare-bench: open: done");
+        var finished = samples.Count;
+        var busySeconds = lastFinish > 0 ? Stopwatch.GetElapsedTime(start, lastFinish).TotalSeconds : offeredSeconds;
+        var line = new JsonObject
+        {
+            ["scenario"] = "open",
+            ["offeredRate"] = rate,
+            ["offeredSeconds"] = Samples.Round(offeredSeconds),
+            ["tasks"] = total,
+            ["sent"] = sent,
+            ["dropped"] = total - sent,
+            ["late"] = late,
+            ["lateThresholdMs"] = lateMs,
+            ["finished"] = finished,
+            ["failed"] = failed,
+            ["abandoned"] = abandoned,
+            ["achievedRate"] = Samples.Round(finished / busySeconds),
+            ["p50Ms"] = samples.Percentile(50),
+            ["p99Ms"] = samples.Percentile(99),
+            ["maxInFlight"] = maxInFlight,
+        };
+        AddCpu(line, "", before, after, Math.Max(1, finished), idleMsPerSec, Stopwatch.GetElapsedTime(start));
+        return line;
+    }
+
+    /// <summary>The cluster's CPU (null without --pid-dir) and this client's own, in ms so far.</summary>
+    private (double? Cluster, double Client) CpuNow()
+    {
+        using var self = Process.GetCurrentProcess();
+        return (PeersCpuMs(), self.TotalProcessorTime.TotalMilliseconds);
+    }
+
+    /// <summary>
+    /// cpuUsPerTask: every cluster process's CPU (peers and all their workers, exited ones included)
+    /// over the run, per task, background included; netCpuUsPerTask: the same less the peers' idle
+    /// CPU over as long; clientCpuUsPerTask: this process's own. <paramref name="prefix"/> names a sub-run.
+    /// </summary>
+    private static void AddCpu(JsonObject line, string prefix, (double? Cluster, double Client) before, (double? Cluster, double Client) after,
+        int tasks, double? idleMsPerSec, TimeSpan elapsed)
+    {
+        string Name(string field) => prefix.Length == 0 ? field : prefix + char.ToUpperInvariant(field[0]) + field[1..];
+        var spent = after.Cluster - before.Cluster;
+        line[Name("cpuUsPerTask")] = spent is { } total ? Samples.Round(total * 1000 / tasks) : null;
+        line[Name("netCpuUsPerTask")] = spent - idleMsPerSec * elapsed.TotalSeconds is { } net ? Samples.Round(net * 1000 / tasks) : null;
+        line[Name("clientCpuUsPerTask")] = Samples.Round((after.Client - before.Client) * 1000 / tasks);
+        if (prefix.Length == 0) line["idleCpuMsPerSec"] = idleMsPerSec is { } idle ? Samples.Round(idle) : null;
+    }
+
+    /// <summary>
+    /// The peers' CPU while no task runs (load reports, timers, thread-pool spinning), measured once
+    /// per bench run: the net figures subtract it, so that they are what the tasks add.
+    /// </summary>
+    private async Task<double?> IdleCpuMsPerSecAsync()
+    {
+        if (_idleMsPerSec is { } known) return known;
+        var window = TimeSpan.FromSeconds(options.Quick ? 1 : 3);
+        var start = PeersCpuMs();
+        await System.Threading.Tasks.Task.Delay(window);
+        _idleMsPerSec = (PeersCpuMs() - start) / window.TotalSeconds;
+        return _idleMsPerSec;
     }
 
     /// <summary>CPU spent so far by the peers and their workers (<see cref="CpuMeter"/>); null without --pid-dir.</summary>
@@ -178,29 +417,63 @@ internal sealed class Scenarios(ClusterConnection cluster, BenchOptions options)
         };
     }
 
+    /// <summary>
+    /// 300 CPU-bound tasks at once over the peers. Each task does a fixed amount of work (calibrated to
+    /// ~50 ms alone), not a fixed wall time, so its CPU is what it is however crowded the cores are; the
+    /// ideal makespan is that CPU, measured on the cluster with the task alone, times the tasks, over the
+    /// parallelism the machine really has: min(total slots, cores).
+    /// </summary>
     private async Task<JsonObject> BalanceAsync()
     {
         const int count = 300;
-        const double seconds = 0.05;
+        const double targetMs = 50;
         var slots = (await cluster.Tracker.GetPeersAsync()).Sum(p => p.Report.Slots);
-        foreach (var peer in _peers) await RunOneAsync(peer, Task(Spin, "[0.001]", confidential: true));
+        // The cluster runs on this machine (as run.sh starts it), so its cores are ours.
+        var cores = Environment.ProcessorCount;
+        var parallel = Math.Min(slots, cores);
+
+        // Calibrate the work to ~50 ms of run time alone (the worker's own timing of the task).
+        long iterations = 20_000_000;
+        foreach (var peer in _peers) await RunOneAsync(peer, Task(Work, "[1000]", confidential: true));
+        for (var round = 0; round < 4; round++)
+        {
+            var probe = await RunOneAsync(_peers[0], Task(Work, $"[{iterations}]", confidential: true));
+            var scale = targetMs / Math.Max(1, probe.RunMs);
+            iterations = Math.Max(1000, (long)(iterations * scale));
+            if (scale is > 0.8 and < 1.25) break;
+        }
+
+        // CPU per task, alone: every cluster process's CPU over a few tasks run one at a time.
+        var aloneTasks = options.Quick ? 4 : 10;
+        var before = PeersCpuMs();
+        var aloneClock = Stopwatch.StartNew();
+        for (var i = 0; i < aloneTasks; i++) await RunOneAsync(_peers[i % _peers.Length], Task(Work, $"[{iterations}]", submitter: "bench"));
+        aloneClock.Stop();
+        var measured = (PeersCpuMs() - before) / aloneTasks;
+        var cpuPerTaskMs = measured ?? aloneClock.Elapsed.TotalMilliseconds / aloneTasks;
+
         var clock = Stopwatch.StartNew();
         var jobs = await System.Threading.Tasks.Task.WhenAll(Enumerable.Range(0, count).Select(i =>
-            RunOneAsync(_peers[i % _peers.Length], Task(Spin, seconds.ToString(CultureInfo.InvariantCulture).Insert(0, "[") + "]", submitter: "bench"))));
+            RunOneAsync(_peers[i % _peers.Length], Task(Work, $"[{iterations}]", submitter: "bench"))));
         clock.Stop();
-        var ideal = count * seconds / slots;
+        var idealMs = count * cpuPerTaskMs / parallel;
         var perPeer = new JsonObject();
         foreach (var group in jobs.GroupBy(j => j.ExecutedBy).OrderBy(g => g.Key, StringComparer.Ordinal)) perPeer[group.Key] = group.Count();
         return new JsonObject
         {
             ["scenario"] = "balance",
             ["tasks"] = count,
-            ["taskMs"] = seconds * 1000,
+            ["iterations"] = iterations,
+            ["taskRunMs"] = Samples.Round(jobs.Average(j => j.RunMs)),
+            ["cpuPerTaskMs"] = Samples.Round(cpuPerTaskMs),
+            ["cpuPerTaskMeasured"] = measured is not null,
             ["slots"] = slots,
+            ["cores"] = cores,
+            ["parallel"] = parallel,
             ["perPeer"] = perPeer,
             ["makespanMs"] = Samples.Round(clock.Elapsed.TotalMilliseconds),
-            ["idealMs"] = Samples.Round(ideal * 1000),
-            ["makespanRatio"] = Samples.Round(clock.Elapsed.TotalSeconds / ideal),
+            ["idealMs"] = Samples.Round(idealMs),
+            ["makespanRatio"] = Samples.Round(clock.Elapsed.TotalMilliseconds / idealMs),
         };
     }
 
@@ -387,24 +660,43 @@ internal sealed class Scenarios(ClusterConnection cluster, BenchOptions options)
         };
     }
 
+    /// <summary>
+    /// The seed-protocol port driven like the original client, against the first peer's seed-protocol
+    /// port and, with --legacy, against the original system in the same run, with the ratios.
+    /// </summary>
     private async Task<JsonObject> LegacyAsync()
     {
-        string endpoint;
-        if (options.Legacy is { } given)
+        // The original's client uses 8 threads.
+        var clients = options.Quick ? 4 : 8;
+        var count = options.Quick ? 100 : 1000;
+        var peers = await cluster.Tracker.GetPeersAsync();
+        var ours = peers.Select(p => p.Report.Endpoints.GetValueOrDefault("seed-protocol")).FirstOrDefault(e => e is not null)
+            ?? throw new InvalidOperationException("no peer has a seed-protocol port (--legacy-port)");
+        var mine = await Legacy.RunAsync(ours, clients, count, options.Quick);
+        var line = new JsonObject
         {
-            endpoint = given;
-        }
-        else
-        {
-            // The first peer's seed-protocol port, as the tracker knows it.
-            var peers = await cluster.Tracker.GetPeersAsync();
-            endpoint = peers.Select(p => p.Report.Endpoints.GetValueOrDefault("seed-protocol")).FirstOrDefault(e => e is not null)
-                ?? throw new InvalidOperationException("no peer has a seed-protocol port (--legacy-port); give --legacy HOST:PORT");
-        }
+            ["scenario"] = "legacy",
+            ["endpoint"] = mine.Endpoint,
+            ["clients"] = clients,
+            ["tasks"] = count,
+            ["tasksPerSec"] = mine.TasksPerSec,
+            ["p50Ms"] = mine.P50Ms,
+            ["p99Ms"] = mine.P99Ms,
+            ["memOpsPerSec"] = mine.MemOpsPerSec,
+            ["memP99Ms"] = mine.MemP99Ms,
+        };
+        if (options.Legacy is not { } original) return line;
 
-        var colon = endpoint.LastIndexOf(':');
-        return await Legacy.RunAsync(endpoint[..colon], int.Parse(endpoint[(colon + 1)..], CultureInfo.InvariantCulture),
-            options.Submitters, options.Quick ? 100 : 1000, options.Quick);
+        var theirs = await Legacy.RunAsync(original, clients, count, options.Quick);
+        line["originalEndpoint"] = theirs.Endpoint;
+        line["originalTasksPerSec"] = theirs.TasksPerSec;
+        line["originalP50Ms"] = theirs.P50Ms;
+        line["originalP99Ms"] = theirs.P99Ms;
+        line["originalMemOpsPerSec"] = theirs.MemOpsPerSec;
+        line["originalMemP99Ms"] = theirs.MemP99Ms;
+        line["vsOriginal"] = Samples.Round(mine.TasksPerSec / theirs.TasksPerSec);
+        line["memVsOriginal"] = Samples.Round(mine.MemOpsPerSec / theirs.MemOpsPerSec);
+        return line;
     }
 
     private async Task<JsonObject> FileAsync()

@@ -9,7 +9,10 @@
 #   3. restarts the cluster with time slicing off (Compute:Quantum = 1 day) and runs fairness again;
 #   4. prints the JSON lines, writes them and a markdown table, tears everything down.
 #
-#   tests/P2PShare.Benchmarks/run.sh [--quick] [--out DIR]     (default DIR: TestResults/bench)
+#   tests/P2PShare.Benchmarks/run.sh [--quick] [--out DIR] [--legacy HOST:PORT]     (default DIR: TestResults/bench)
+#
+# --legacy HOST:PORT: the original Python system's peer port; the legacy scenario then runs the same
+# client against it right after ours and prints the ratio.
 #
 # --quick: small sizes (200 tasks, 1 s of mem, 16 MiB file) for a smoke run. Ports: the cluster uses
 # P2PSHARE_*_PORT_BASE if set, else 21111/23000/24000/25888 so a developer's own cluster on the
@@ -19,12 +22,16 @@ cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../.."
 repo=$PWD
 
 quick=()
+legacy=()
 out=TestResults/bench
 while (($#)); do
   case $1 in
     --quick) quick=(--quick) ;;
     --out) out=$2; shift ;;
-    *) echo "usage: $0 [--quick] [--out DIR]" >&2; exit 2 ;;
+    --legacy)
+      [[ ${2:-} =~ ^[^:]+:[0-9]+$ ]] || { echo "run.sh: --legacy wants HOST:PORT, got '${2:-}'" >&2; exit 2; }
+      legacy=(--legacy "$2"); shift ;;
+    *) echo "usage: $0 [--quick] [--out DIR] [--legacy HOST:PORT]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -74,7 +81,7 @@ dotnet build tests/P2PShare.Benchmarks -c Release -nologo -v:q </dev/null >&2
 bench() { dotnet tests/P2PShare.Benchmarks/bin/Release/net10.0/p2pshare-bench.dll "${gateways[@]}" "${quick[@]}" "$@"; }
 
 deploy/local/cluster.sh up 3 >&2
-scenarios=compile,file,tasks,balance,fairness,mem,legacy
+scenarios=compile,file,tasks,batch,open,balance,fairness,mem,legacy
 resp=()
 if ((${#redis[@]})); then
   scenarios+=,redis
@@ -85,7 +92,7 @@ if ((${#redis[@]})); then
     echo "run.sh: no peer answers PING on RESP port $P2PSHARE_RESP_PORT_BASE (P2PSHARE_RESP_PORT_BASE); the redis scenario measures redis-server only" >&2
   fi
 fi
-bench --pid-dir "$P2PSHARE_CLUSTER_DIR/run" "${redis[@]}" "${resp[@]}" --scenarios "$scenarios" | tee -a "$lines"
+bench --pid-dir "$P2PSHARE_CLUSTER_DIR/run" "${redis[@]}" "${resp[@]}" "${legacy[@]}" --scenarios "$scenarios" | tee -a "$lines"
 deploy/local/cluster.sh down >&2
 
 P2PSHARE__COMPUTE__QUANTUM=1.00:00:00 deploy/local/cluster.sh up 3 >&2
@@ -96,7 +103,7 @@ python3 tests/P2PShare.Benchmarks/table.py "$lines" >"$out/table.md"
 {
   echo
   echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(. /etc/os-release && echo "$PRETTY_NAME"), $(uname -r), .NET $(dotnet --version), python $(python3 -c 'import platform; print(platform.python_version())')"
-  echo "command: tests/P2PShare.Benchmarks/run.sh ${quick[*]}  ($(date -u +%Y-%m-%dT%H:%MZ), commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?'))"
+  echo "command: tests/P2PShare.Benchmarks/run.sh ${quick[*]} ${legacy[*]}  ($(date -u +%Y-%m-%dT%H:%MZ), commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?'))"
 } >>"$out/table.md"
 cat "$out/table.md"
 if grep -q '"error"' "$lines"; then

@@ -5,6 +5,8 @@ import sys
 
 
 def fmt(v):
+    if v is None:
+        return "n/a"
     if isinstance(v, float):
         return "%.1f" % v if abs(v) >= 10 else "%.2f" % v
     if isinstance(v, dict):
@@ -17,18 +19,33 @@ def row(line):
     if "error" in line:
         return s, "FAILED: " + line["error"], ""
     if s == "tasks":
-        cpu = line.get("cpuMsPerTask")
-        sequential = "sequentially p50 %s ms" % fmt(line["sequentialP50Ms"]) if "sequentialP50Ms" in line else ""
-        if cpu is not None:
-            sequential += "; CPU per task %s ms at %d submitters, %s ms sequentially" % (fmt(cpu), line["submitters"], fmt(line.get("sequentialCpuMsPerTask")))
+        detail = "CPU per task: cluster %s µs (net of idle %s µs), client %s µs" % (
+            fmt(line.get("cpuUsPerTask")), fmt(line.get("netCpuUsPerTask")), fmt(line.get("clientCpuUsPerTask")))
+        if "sequentialP50Ms" in line:
+            detail += "; one at a time p50 %s ms, cluster CPU %s µs per task" % (fmt(line["sequentialP50Ms"]), fmt(line.get("sequentialCpuUsPerTask")))
+        if line.get("timeLimited"):
+            detail += "; stopped at the time limit after %d tasks" % line["tasks"]
         return ("tasks (%s, %s, %d submitters)" % (line.get("language", "csharp"), "confidential" if line["confidential"] else "routed", line["submitters"]),
-                "%s tasks/s; p50 %s ms, p99 %s ms, p99.9 %s ms" % (fmt(line["tasksPerSec"]), fmt(line["p50Ms"]), fmt(line["p99Ms"]), fmt(line["p999Ms"])), sequential)
+                "%s tasks/s; p50 %s ms, p99 %s ms, p99.9 %s ms" % (fmt(line["tasksPerSec"]), fmt(line["p50Ms"]), fmt(line["p99Ms"]), fmt(line["p999Ms"])), detail)
+    if s == "batch":
+        if "skipped" in line:
+            return "batch", "skipped", line["skipped"]
+        return ("batch (%d tasks, %d per call)" % (line["tasks"], line["batchSize"]),
+                "%s tasks/s; p50 %s ms, p99 %s ms" % (fmt(line["tasksPerSec"]), fmt(line["p50Ms"]), fmt(line["p99Ms"])),
+                "CPU per task: cluster %s µs, client %s µs" % (fmt(line.get("cpuUsPerTask")), fmt(line.get("clientCpuUsPerTask"))))
+    if s == "open":
+        return ("open loop (%s tasks/s offered for %s s)" % (fmt(line["offeredRate"]), fmt(line["offeredSeconds"])),
+                "achieved %s tasks/s; p50 %s ms, p99 %s ms (from when each task was due)" % (fmt(line["achievedRate"]), fmt(line["p50Ms"]), fmt(line["p99Ms"])),
+                "%d offered, %d sent late (> %s ms), %d dropped, %d finished, %d failed, %d abandoned; cluster CPU %s µs per finished task" % (
+                    line["tasks"], line["late"], fmt(line["lateThresholdMs"]), line["dropped"], line["finished"], line["failed"], line["abandoned"],
+                    fmt(line.get("cpuUsPerTask"))))
     if s == "compile":
         return ("compile (submit to result)", "first %s ms, new program %s ms, cached %s ms" % (fmt(line["firstMs"]), fmt(line["newMs"]), fmt(line["cachedMs"])),
                 "queue time (compile + scheduling): new %s ms, cached %s ms" % (fmt(line["newQueueMs"]), fmt(line["cachedQueueMs"])))
     if s == "balance":
-        return ("balance (300 x 50 ms)", "makespan %s ms = %s x ideal (%s ms)" % (fmt(line["makespanMs"]), fmt(line["makespanRatio"]), fmt(line["idealMs"])),
-                "per peer: " + fmt(line["perPeer"]))
+        return ("balance (%d CPU-bound tasks)" % line["tasks"], "makespan %s ms = %s x ideal (%s ms)" % (fmt(line["makespanMs"]), fmt(line["makespanRatio"]), fmt(line["idealMs"])),
+                "ideal = %d x %s ms CPU per task (measured alone) / min(%d slots, %d cores); per peer: %s" % (
+                    line["tasks"], fmt(line["cpuPerTaskMs"]), line["slots"], line["cores"], fmt(line["perPeer"])))
     if s == "fairness":
         return ("fairness (time slicing %s)" % ("on" if line["timeSlicing"] else "off"),
                 "short task %s ms (max %s ms)" % (fmt(line["shortTaskMs"]), fmt(line["shortTaskMaxMs"])),
@@ -54,9 +71,13 @@ def row(line):
                 "put %s MB/s, get %s MB/s; CLI peak RSS %s MB" % (fmt(line["putMBps"]), fmt(line["getMBps"]), fmt(line["peakRssMB"])),
                 "dd write %s MB/s; peer peak RSS put %s / get %s MB" % (fmt(line["ddMBps"]), fmt(line.get("peerPutPeakRssMB")), fmt(line.get("peerGetPeakRssMB"))))
     if s == "legacy":
+        detail = "SET_MEM/GET_MEM %s ops/s, p99 %s ms" % (fmt(line["memOpsPerSec"]), fmt(line["memP99Ms"]))
+        if "originalEndpoint" in line:
+            detail += "; original (%s): Python tasks %s/s (p50 %s ms), mem %s ops/s; ratio tasks %s, mem %s" % (
+                line["originalEndpoint"], fmt(line["originalTasksPerSec"]), fmt(line["originalP50Ms"]), fmt(line["originalMemOpsPerSec"]),
+                fmt(line["vsOriginal"]), fmt(line["memVsOriginal"]))
         return ("seed protocol (%s, %d clients, 1 connection per request)" % (line["endpoint"], line["clients"]),
-                "Python tasks %s/s; p50 %s ms, p99 %s ms" % (fmt(line["tasksPerSec"]), fmt(line["p50Ms"]), fmt(line["p99Ms"])),
-                "SET_MEM/GET_MEM %s ops/s, p99 %s ms" % (fmt(line["memOpsPerSec"]), fmt(line["memP99Ms"])))
+                "Python tasks %s/s; p50 %s ms, p99 %s ms" % (fmt(line["tasksPerSec"]), fmt(line["p50Ms"]), fmt(line["p99Ms"])), detail)
     return s, json.dumps(line), ""
 
 
