@@ -47,6 +47,8 @@ internal sealed partial class RespConnection
                 break;
             case 5:
                 if (Is(name, "HELLO"u8)) { Hello(); return; }
+                if (Is(name, "SETEX"u8)) { SetWithExpiry(milliseconds: false); return; }
+                if (Is(name, "SETNX"u8)) { SetIfAbsent(); return; }
                 break;
             case 6:
                 if (Is(name, "EXISTS"u8)) { Exists(); return; }
@@ -55,6 +57,8 @@ internal sealed partial class RespConnection
                 if (Is(name, "SELECT"u8)) { Select(); return; }
                 if (Is(name, "CLIENT"u8)) { Client(); return; }
                 if (Is(name, "CONFIG"u8)) { Config(); return; }
+                if (Is(name, "UNLINK"u8)) { Delete(); return; }
+                if (Is(name, "PSETEX"u8)) { SetWithExpiry(milliseconds: true); return; }
                 break;
             case 7:
                 if (Is(name, "PEXPIRE"u8)) { Expire(milliseconds: true); return; }
@@ -124,6 +128,31 @@ internal sealed partial class RespConnection
                 WriteStoreError(result, key);
                 return;
         }
+    }
+
+    /// <summary>SETEX / PSETEX: the older forms of SET ... EX / PX that clients still send.</summary>
+    private void SetWithExpiry(bool milliseconds)
+    {
+        if (!Arity(4, 4) || !TryInteger(2, out var amount)) return;
+        if (!TryExpiry(amount, milliseconds, out var ttl) || ttl <= TimeSpan.Zero)
+        {
+            _out.WriteError($"ERR invalid expire time in '{(milliseconds ? "psetex" : "setex")}' command");
+            return;
+        }
+
+        if (!TryKey(1, out var key)) return;
+        var result = Store.TrySet(key, Arg(3).ToArray(), ttl);
+        if (result.Status == WriteStatus.Stored) _out.WriteOk();
+        else WriteStoreError(result, key);
+    }
+
+    /// <summary>SETNX: SET ... NX answering 1 or 0.</summary>
+    private void SetIfAbsent()
+    {
+        if (!Arity(3, 3) || !TryKey(1, out var key)) return;
+        var result = Store.TrySet(key, Arg(2).ToArray(), null, SetCondition.IfAbsent);
+        if (result.Status is WriteStatus.Stored or WriteStatus.ConditionNotMet) _out.WriteInteger(result.Status == WriteStatus.Stored ? 1 : 0);
+        else WriteStoreError(result, key);
     }
 
     private void MultiGet()
@@ -449,9 +478,6 @@ internal sealed partial class RespConnection
             return;
         }
 
-        var (used, keys) = Store.Usage;
-        _ = used;
-        _ = keys;
         string[][] settings =
         [
             ["maxmemory", Store.QuotaBytes.ToString(CultureInfo.InvariantCulture)],
