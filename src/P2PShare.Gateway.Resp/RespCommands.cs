@@ -89,9 +89,18 @@ internal sealed partial class RespConnection
         for (var i = 3; i < _argc; i++)
         {
             var option = Arg(i);
-            if (Is(option, "NX"u8) && condition == SetCondition.Always) condition = SetCondition.IfAbsent;
-            else if (Is(option, "XX"u8) && condition == SetCondition.Always) condition = SetCondition.IfExists;
-            else if (Is(option, "KEEPTTL"u8) && ttl is null && !keepTtl) keepTtl = true;
+            if (Is(option, "NX"u8) && condition == SetCondition.Always)
+            {
+                condition = SetCondition.IfAbsent;
+            }
+            else if (Is(option, "XX"u8) && condition == SetCondition.Always)
+            {
+                condition = SetCondition.IfExists;
+            }
+            else if (Is(option, "KEEPTTL"u8) && ttl is null && !keepTtl)
+            {
+                keepTtl = true;
+            }
             else if ((Is(option, "EX"u8) || Is(option, "PX"u8)) && ttl is null && !keepTtl && i + 1 < _argc)
             {
                 if (!TryInteger(i + 1, out var amount)) return;
@@ -454,13 +463,19 @@ internal sealed partial class RespConnection
     private void Command()
     {
         // Clients ask for command tables (redis-cli for hints) and cope with an empty one.
-        if (_argc >= 2 && Is(Arg(1), "COUNT"u8)) _out.WriteInteger(0);
+        if (_argc >= 2 && Is(Arg(1), "COUNT"u8))
+        {
+            _out.WriteInteger(0);
+        }
         else if (_argc >= 2 && Is(Arg(1), "INFO"u8))
         {
             _out.WriteArrayHeader(_argc - 2);
             for (var i = 2; i < _argc; i++) _out.WriteRaw("*-1\r\n"u8);
         }
-        else _out.WriteArrayHeader(0);
+        else
+        {
+            _out.WriteArrayHeader(0);
+        }
     }
 
     private void Config()
@@ -596,9 +611,14 @@ internal sealed partial class RespConnection
         var bytes = Arg(i);
         key = default;
         string? problem = null;
-        if (bytes.Length > _keyChars.Length) problem = $"longer than {_keyChars.Length} bytes";
+        if (bytes.Length > _keyChars.Length)
+        {
+            problem = $"longer than {_keyChars.Length} bytes";
+        }
         else if (Utf8.ToUtf16(bytes, _keyChars, out _, out var chars, replaceInvalidSequences: false) != System.Buffers.OperationStatus.Done)
+        {
             problem = "keys are UTF-8 text (the same keys p2pshare mem names), and this is not valid UTF-8";
+        }
         else
         {
             key = _keyChars.AsSpan(0, chars);

@@ -73,20 +73,20 @@ internal sealed class RespWire : IAsyncDisposable
             case '-': return new RespError(body);
             case ':': return long.Parse(body, System.Globalization.CultureInfo.InvariantCulture);
             case '$':
-            {
-                var length = int.Parse(body, System.Globalization.CultureInfo.InvariantCulture);
-                if (length < 0) return null;
-                var bytes = await ReadExactAsync(length + 2, cts.Token);
-                return bytes[..length];
-            }
+                {
+                    var length = int.Parse(body, System.Globalization.CultureInfo.InvariantCulture);
+                    if (length < 0) return null;
+                    var bytes = await ReadExactAsync(length + 2, cts.Token);
+                    return bytes[..length];
+                }
             case '*':
-            {
-                var count = int.Parse(body, System.Globalization.CultureInfo.InvariantCulture);
-                if (count < 0) return null;
-                var items = new object?[count];
-                for (var i = 0; i < count; i++) items[i] = await ReadAsync(timeout);
-                return items;
-            }
+                {
+                    var count = int.Parse(body, System.Globalization.CultureInfo.InvariantCulture);
+                    if (count < 0) return null;
+                    var items = new object?[count];
+                    for (var i = 0; i < count; i++) items[i] = await ReadAsync(timeout);
+                    return items;
+                }
             default: throw new InvalidDataException($"unexpected reply line '{line}'");
         }
     }
