@@ -54,6 +54,17 @@ if [[ ! -x /usr/bin/python3 ]]; then
   fi
 fi
 
+# redis-cli is one of the clients the Redis-protocol tests drive against a peer.
+if ! command -v redis-cli >/dev/null; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    echo "installing redis-tools (the Redis-protocol tests run redis-cli)" >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-tools; } </dev/null >&2 ||
+      echo "warning: could not install redis-tools; the redis-cli tests will fail" >&2
+  else
+    echo "warning: redis-cli is not installed; the redis-cli tests will fail (install it: apt-get install redis-tools)" >&2
+  fi
+fi
+
 # The kernel wall around tasks: bubblewrap, util-linux (setpriv, prlimit) and libseccomp2. Without
 # them the peers refuse tasks (fail closed) and the compute tests fail with the reason.
 missing_wall=()

@@ -18,6 +18,8 @@
 #                               uses base+k-1 (default 9000; "off": no seed-protocol ports)
 #   P2PSHARE_TRACKER_LEGACY_PORT
 #                               seed-protocol tracker port, served by peer-1 (default 8888; "off": none)
+#   P2PSHARE_RESP_PORT_BASE     Redis-protocol (RESP2) port of peer-1, on 127.0.0.1; peer-k uses base+k-1
+#                               (default 26379, clear of a real Redis on 6379; "off": no Redis ports)
 #   P2PSHARE_HTTP_PORT_BASE     HTTP port of peer-1 (status page, /api/status, /healthz, /readyz,
 #                               /metrics); peer-k uses base+k-1 (default 5000; "off": no HTTP)
 #   P2PSHARE_HTTP_BIND          address of the HTTP ports (default 127.0.0.1)
@@ -38,6 +40,7 @@ silo_base=${P2PSHARE_SILO_PORT_BASE:-11111}
 gateway_base=${P2PSHARE_GATEWAY_PORT_BASE:-30000}
 legacy_base=${P2PSHARE_LEGACY_PORT_BASE:-9000}
 tracker_legacy_port=${P2PSHARE_TRACKER_LEGACY_PORT:-8888}
+resp_base=${P2PSHARE_RESP_PORT_BASE:-26379}
 http_base=${P2PSHARE_HTTP_PORT_BASE:-5000}
 http_bind=${P2PSHARE_HTTP_BIND:-127.0.0.1}
 dashboard=${P2PSHARE_DASHBOARD:-on}
@@ -74,6 +77,9 @@ check_port_settings() {
   if [[ $legacy_base != off ]] && ! is_uint "$legacy_base"; then
     die "$EXIT_USAGE" "P2PSHARE_LEGACY_PORT_BASE must be an integer or 'off', got '$legacy_base'"
   fi
+  if [[ $resp_base != off ]] && ! is_uint "$resp_base"; then
+    die "$EXIT_USAGE" "P2PSHARE_RESP_PORT_BASE must be an integer or 'off', got '$resp_base'"
+  fi
   if [[ $tracker_legacy_port != off ]] && ! is_uint "$tracker_legacy_port"; then
     die "$EXIT_USAGE" "P2PSHARE_TRACKER_LEGACY_PORT must be an integer or 'off', got '$tracker_legacy_port'"
   fi
@@ -103,6 +109,7 @@ load_cluster_env() {
       gateway_base) gateway_base=$value ;;
       legacy_base) legacy_base=$value ;;
       tracker_legacy_port) tracker_legacy_port=$value ;;
+      resp_base) resp_base=$value ;;
       http_base) http_base=$value ;;
       http_bind) http_bind=$value ;;
       dashboard) dashboard=$value ;;
@@ -112,8 +119,8 @@ load_cluster_env() {
 }
 
 save_cluster_env() {
-  printf 'size=%s\nsilo_base=%s\ngateway_base=%s\nlegacy_base=%s\ntracker_legacy_port=%s\nhttp_base=%s\nhttp_bind=%s\ndashboard=%s\n' \
-    "$cluster_size" "$silo_base" "$gateway_base" "$legacy_base" "$tracker_legacy_port" "$http_base" "$http_bind" "$dashboard" \
+  printf 'size=%s\nsilo_base=%s\ngateway_base=%s\nlegacy_base=%s\ntracker_legacy_port=%s\nresp_base=%s\nhttp_base=%s\nhttp_bind=%s\ndashboard=%s\n' \
+    "$cluster_size" "$silo_base" "$gateway_base" "$legacy_base" "$tracker_legacy_port" "$resp_base" "$http_base" "$http_bind" "$dashboard" \
     >"$cluster_dir/cluster.env"
 }
 
@@ -122,6 +129,7 @@ peer_ports() {
   local index=$1
   echo $((silo_base + index - 1)) $((gateway_base + index - 1))
   [[ $legacy_base == off ]] || echo $((legacy_base + index - 1))
+  [[ $resp_base == off ]] || echo $((resp_base + index - 1))
   [[ $http_base == off ]] || echo $((http_base + index - 1))
   if ((index == 1)) && [[ $tracker_legacy_port != off ]]; then echo "$tracker_legacy_port"; fi
 }
@@ -198,6 +206,7 @@ start_peer() {
   args=(--name "$name" --silo-port "$silo" --gateway-port "$gateway" --data-dir "$(data_dir "$name")")
   [[ $legacy_base == off ]] || args+=(--legacy-port $((legacy_base + index - 1)))
   if ((index == 1)) && [[ $tracker_legacy_port != off ]]; then args+=(--tracker-legacy-port "$tracker_legacy_port"); fi
+  [[ $resp_base == off ]] || args+=(--resp-port $((resp_base + index - 1)))
   if [[ $http_base != off ]]; then
     args+=(--http-port $((http_base + index - 1)) --http-bind "$http_bind")
     [[ $dashboard == off ]] || args+=(--dashboard)
@@ -310,6 +319,7 @@ cmd_up() {
   gateway_base=${P2PSHARE_GATEWAY_PORT_BASE:-30000}
   legacy_base=${P2PSHARE_LEGACY_PORT_BASE:-9000}
   tracker_legacy_port=${P2PSHARE_TRACKER_LEGACY_PORT:-8888}
+  resp_base=${P2PSHARE_RESP_PORT_BASE:-26379}
   http_base=${P2PSHARE_HTTP_PORT_BASE:-5000}
   http_bind=${P2PSHARE_HTTP_BIND:-127.0.0.1}
   dashboard=${P2PSHARE_DASHBOARD:-on}
@@ -317,7 +327,7 @@ cmd_up() {
   cluster_size=$size
   for ((i = 1; i <= size; i++)); do
     for port in $(peer_ports "$i"); do
-      port_in_use "$port" && die "$EXIT_REFUSED" "port $port is already in use; choose other ports with P2PSHARE_SILO_PORT_BASE / P2PSHARE_GATEWAY_PORT_BASE / P2PSHARE_LEGACY_PORT_BASE / P2PSHARE_TRACKER_LEGACY_PORT / P2PSHARE_HTTP_PORT_BASE"
+      port_in_use "$port" && die "$EXIT_REFUSED" "port $port is already in use; choose other ports with P2PSHARE_SILO_PORT_BASE / P2PSHARE_GATEWAY_PORT_BASE / P2PSHARE_LEGACY_PORT_BASE / P2PSHARE_TRACKER_LEGACY_PORT / P2PSHARE_RESP_PORT_BASE / P2PSHARE_HTTP_PORT_BASE"
     done
   done
 

@@ -12,10 +12,22 @@ public static class Names
     {
         if (string.IsNullOrEmpty(key))
             throw new InvalidNameException("key", key ?? "", "a key cannot be empty");
-        if (Encoding.UTF8.GetByteCount(key) > maxBytes)
-            throw new InvalidNameException("key", key, $"longer than {maxBytes} bytes");
-        if (key.Any(char.IsControl))
-            throw new InvalidNameException("key", key, "control characters are not allowed");
+        if (KeyProblem(key, Encoding.UTF8.GetByteCount(key), maxBytes) is { } reason)
+            throw new InvalidNameException("key", key, reason);
+    }
+
+    /// <summary>
+    /// Why <paramref name="key"/> breaks the key rules, or null when it is a valid key. For callers
+    /// that hold the key as characters and its UTF-8 length already (the Redis endpoint), and must not
+    /// throw on a hot path.
+    /// </summary>
+    public static string? KeyProblem(ReadOnlySpan<char> key, int utf8Bytes, int maxBytes)
+    {
+        if (key.IsEmpty) return "a key cannot be empty";
+        if (utf8Bytes > maxBytes) return $"longer than {maxBytes} bytes";
+        foreach (var c in key)
+            if (char.IsControl(c)) return "control characters are not allowed";
+        return null;
     }
 
     /// <summary>

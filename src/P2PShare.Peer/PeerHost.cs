@@ -15,6 +15,7 @@ using P2PShare.Hosting;
 using P2PShare.Legacy;
 using P2PShare.Peer.Http;
 using P2PShare.Peers;
+using P2PShare.Resp;
 
 namespace P2PShare.Peer;
 
@@ -96,6 +97,7 @@ internal static class PeerHost
             silo.Configure<ClusterMembershipOptions>(configuration.GetSection("Membership"));
             silo.AddP2PSharePeer(dataDir);
             if (LegacyGatewayExtensions.IsConfigured(configuration)) silo.AddP2PShareLegacyGateway();
+            if (RespGatewayExtensions.IsConfigured(configuration)) silo.AddP2PShareResp();
             if (http.Dashboard) silo.AddDashboard();
             configureSilo?.Invoke(silo);
         });

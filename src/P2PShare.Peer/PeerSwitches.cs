@@ -7,6 +7,7 @@ using P2PShare.Legacy;
 using P2PShare.Memory;
 using P2PShare.Peer.Http;
 using P2PShare.Peers;
+using P2PShare.Resp;
 using P2PShare.Tracker;
 
 namespace P2PShare.Peer;
@@ -54,6 +55,10 @@ internal static class PeerSwitches
             "serve the original tracker protocol on this port, e.g. 8888; any peer may host it", "off"),
         new("--legacy-bind", "Legacy:BindAddress", typeof(string), "IP",
             "address of both seed-protocol ports", new LegacyOptions().BindAddress),
+        new("--resp-port", "Resp:Port", typeof(int?), "N",
+            "serve this peer's memory to Redis clients (RESP2) on this port, e.g. 26379 (0: any free port)", "off"),
+        new("--resp-bind", "Resp:Address", typeof(string), "IP",
+            "address of the Redis-protocol port; it has no password, so anyone who reaches it can read and write this peer's memory", RespOptions.DefaultAddress),
         new("--http-port", "Http:Port", typeof(int?), "N",
             "serve the status page, /api/status, /healthz, /readyz and /metrics on this port, e.g. 5000 (0: any free port)", "off"),
         new("--http-bind", "Http:BindAddress", typeof(string), "IP",

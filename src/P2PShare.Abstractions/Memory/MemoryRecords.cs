@@ -15,3 +15,9 @@ public sealed record MemoryEntryInfo(
 public sealed record MemoryListing(
     [property: Id(0)] ImmutableArray<MemoryEntryInfo> Entries,
     [property: Id(1)] bool Truncated);
+
+/// <summary>One key and its value, for writing several at once (<c>MSetAsync</c>).</summary>
+[GenerateSerializer, Immutable]
+public sealed record MemoryItem(
+    [property: Id(0)] string Key,
+    [property: Id(1)] byte[] Value);

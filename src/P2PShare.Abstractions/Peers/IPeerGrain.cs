@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using Orleans.Serialization.Buffers;
 using P2PShare.Compute;
 using P2PShare.Files;
@@ -30,6 +31,18 @@ public interface IPeerGrain : IGrainWithStringKey
     /// <exception cref="NotFoundException">No such key, or it expired.</exception>
     [Alias("MemDelete")]
     Task DeleteAsync(string key);
+
+    /// <summary>
+    /// Stores every item or none, replacing old values; a key given twice keeps its last value.
+    /// <paramref name="ttl"/> applies to all of them.
+    /// </summary>
+    /// <exception cref="QuotaExceededException">The items together would exceed the quota; nothing is stored or evicted.</exception>
+    [Alias("MemMSet")]
+    Task MSetAsync([Immutable] ImmutableArray<MemoryItem> items, TimeSpan? ttl);
+
+    /// <summary>The values of <paramref name="keys"/>, in order, read in one consistent look; null for a missing or expired key.</summary>
+    [Alias("MemMGet")]
+    Task<ImmutableArray<byte[]?>> MGetAsync(ImmutableArray<string> keys);
 
     [Alias("MemList")]
     Task<MemoryListing> ListAsync(string prefix, int limit);

@@ -20,6 +20,8 @@ public static class MemCommands
         var command = new Command("mem", "Store, read and list small values in a peer's memory") { peerOption };
         command.Subcommands.Add(Set(runner, peerOption));
         command.Subcommands.Add(Get(runner, peerOption));
+        command.Subcommands.Add(MultiSet(runner, peerOption));
+        command.Subcommands.Add(MultiGet(runner, peerOption));
         command.Subcommands.Add(Delete(runner, peerOption));
         command.Subcommands.Add(List(runner, peerOption));
         return command;
@@ -96,6 +98,71 @@ public static class MemCommands
             await using var stdout = Console.OpenStandardOutput();
             await stdout.WriteAsync(bytes, ct).ConfigureAwait(false);
             await stdout.FlushAsync(ct).ConfigureAwait(false);
+        }));
+        return command;
+    }
+
+    private static Command MultiSet(CommandRunner runner, Option<string> peerOption)
+    {
+        var pairs = new Argument<string[]>("KEY VALUE") { Description = "Keys and values in turn; values as for `mem set` (UTF-8 text, @FILE, @@text)", Arity = ArgumentArity.OneOrMore };
+        var ttl = new Option<double>("--ttl") { Description = "Expire every value after this many seconds", HelpName = "SECONDS" };
+        CommonOptions.AddCheck(ttl, s => s > 0 && s <= TimeSpan.MaxValue.TotalSeconds, "--ttl must be a positive number of seconds");
+        var command = new Command("mset", "Store several values at once: all of them or, over quota, none") { pairs, ttl };
+        command.SetAction(async (parse, ct) =>
+        {
+            var given = parse.GetRequiredValue(pairs);
+            if (given.Length % 2 != 0) throw new UsageException("mset takes keys and values in pairs: KEY VALUE [KEY VALUE ...]");
+            var parsed = new List<(string Key, byte[]? Literal, string? File)>();
+            for (var i = 0; i < given.Length; i += 2)
+            {
+                var (literal, file) = ParseValue(given[i + 1]);
+                if (file is not null && (file.Length == 0 || !File.Exists(file))) throw new UsageException($"no such local file '{file}'");
+                parsed.Add((given[i], literal, file));
+            }
+
+            return await runner.RunAsync(parse, ct, async ctx =>
+            {
+                var peerName = await ctx.PeerAsync(peerOption).ConfigureAwait(false);
+                var peer = ctx.Cluster.Peer(peerName);
+                var items = new List<MemoryItem>();
+                foreach (var (key, literal, file) in parsed)
+                    items.Add(new MemoryItem(key, literal ?? await ReadValueFileAsync(peerName, peer, file!, ct).ConfigureAwait(false)));
+                double? seconds = parse.GetResult(ttl) is null ? null : parse.GetValue(ttl);
+                await PeerCall.RunAsync(peerName, () => peer.MSetAsync([.. items], seconds is { } s ? TimeSpan.FromSeconds(s) : null)).ConfigureAwait(false);
+                var total = items.Sum(i => i.Value.LongLength);
+                if (ctx.Output.Json) ctx.Output.WriteJson(new { peer = peerName, keys = items.Select(i => i.Key).ToArray(), valueBytes = total, ttlSeconds = seconds });
+                else ctx.Output.Line($"stored {items.Count} keys ({Bytes.Format(total)}) on {peerName}");
+            }).ConfigureAwait(false);
+        });
+        return command;
+    }
+
+    private static Command MultiGet(CommandRunner runner, Option<string> peerOption)
+    {
+        var keys = new Argument<string[]>("KEY") { Description = "The keys to read", Arity = ArgumentArity.OneOrMore };
+        var command = new Command("mget", "Read several values in one consistent look: a table (text, or the size of binary values), or --json with base64") { keys };
+        command.SetAction((parse, ct) => runner.RunAsync(parse, ct, async ctx =>
+        {
+            var names = parse.GetRequiredValue(keys);
+            var peerName = await ctx.PeerAsync(peerOption).ConfigureAwait(false);
+            var values = await PeerCall.RunAsync(peerName, () => ctx.Cluster.Peer(peerName).MGetAsync([.. names])).ConfigureAwait(false);
+            if (ctx.Output.Json)
+            {
+                ctx.Output.WriteJson(names.Select((name, i) => values[i] is { } v
+                    ? new MemoryValueView(name, v.LongLength, Convert.ToBase64String(v), TryDecode(v))
+                    : null).ToArray());
+                return;
+            }
+
+            var table = Output.NewTable("Key", "Size", "Value");
+            for (var i = 0; i < names.Length; i++)
+            {
+                var value = values[i];
+                Output.AddRow(table, names[i], value is null ? "-" : Bytes.Format(value.LongLength),
+                    value is null ? "(missing)" : TryDecode(value) is { } text && !text.Any(char.IsControl) ? text : $"(binary; `mem get {names[i]}` writes its bytes)");
+            }
+
+            ctx.Output.WriteTable(table);
         }));
         return command;
     }

@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using Orleans.Placement;
 using Orleans.Serialization.Buffers;
 using P2PShare.Compute;
@@ -41,6 +42,15 @@ public sealed class PeerGrain(PeerIdentity identity, MemoryStore memory, FileSto
         memory.Delete(key);
         return Task.CompletedTask;
     }
+
+    public Task MSetAsync(ImmutableArray<MemoryItem> items, TimeSpan? ttl)
+    {
+        memory.SetMany(items.IsDefault ? [] : items, ttl);
+        return Task.CompletedTask;
+    }
+
+    public Task<ImmutableArray<byte[]?>> MGetAsync(ImmutableArray<string> keys) =>
+        Task.FromResult(keys.IsDefaultOrEmpty ? throw new InvalidArgumentException("no keys given") : memory.GetMany(keys));
 
     public Task<MemoryListing> ListAsync(string prefix, int limit) => Task.FromResult(memory.List(prefix, limit));
 

@@ -30,6 +30,8 @@ public sealed class PeerCommandLineTests
         { "--legacy-port", "Legacy:PeerPort", "off" },
         { "--tracker-legacy-port", "Legacy:TrackerPort", "off" },
         { "--legacy-bind", "Legacy:BindAddress", "0.0.0.0" },
+        { "--resp-port", "Resp:Port", "off" },
+        { "--resp-bind", "Resp:Address", "127.0.0.1" },
         { "--http-port", "Http:Port", "off" },
         { "--http-bind", "Http:BindAddress", "127.0.0.1" },
         { "--dashboard", "Http:Dashboard", "off" },
