@@ -29,12 +29,14 @@ public sealed partial class LoadReporter : ILifecycleParticipant<ISiloLifecycle>
     private long _sequence;
 
     private readonly KernelSandbox? _sandbox;
+    private readonly LoadView? _view;
 
     public LoadReporter(IGrainFactory grains, PeerIdentity identity, MemoryStore memory, FileStore files,
         ComputeScheduler scheduler, IEnumerable<IPeerEndpointSource> endpoints, IOptions<TrackerOptions> options, TimeProvider time,
-        ILogger<LoadReporter> logger, KernelSandbox? sandbox = null)
+        ILogger<LoadReporter> logger, KernelSandbox? sandbox = null, LoadView? view = null)
     {
         _sandbox = sandbox;
+        _view = view;
         _grains = grains;
         _identity = identity;
         _memory = memory;
@@ -134,7 +136,7 @@ public sealed partial class LoadReporter : ILifecycleParticipant<ISiloLifecycle>
                 if (gap > TimeSpan.Zero) await Task.Delay(gap, _time, stopping).ConfigureAwait(false);
 
                 lastSent = _time.GetUtcNow();
-                await _grains.GetTracker().ReportAsync(Snapshot()).ConfigureAwait(false);
+                await ExchangeAsync().ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (stopping.IsCancellationRequested)
             {
@@ -155,6 +157,7 @@ public sealed partial class LoadReporter : ILifecycleParticipant<ISiloLifecycle>
             try
             {
                 await _grains.GetTracker().RegisterAsync(Snapshot()).WaitAsync(TimeSpan.FromSeconds(10), stopping).ConfigureAwait(false);
+                await ExchangeAsync().ConfigureAwait(false);
                 _registered.TrySetResult();
                 LogReady(_identity.Name, _identity.Silo.Endpoint.ToString(), _identity.Gateway);
                 return;
@@ -170,6 +173,18 @@ public sealed partial class LoadReporter : ILifecycleParticipant<ISiloLifecycle>
                 delay = TimeSpan.FromMilliseconds(Math.Min(delay.TotalMilliseconds * 2, 2000));
             }
         }
+    }
+
+    /// <summary>Reports and takes the tracker's table as this silo's load view (without a view: a one-way report).</summary>
+    private async Task ExchangeAsync()
+    {
+        if (_view is null)
+        {
+            await _grains.GetTracker().ReportAsync(Snapshot()).ConfigureAwait(false);
+            return;
+        }
+
+        _view.Update(await _grains.GetTracker().ExchangeAsync(Snapshot()).ConfigureAwait(false));
     }
 
     /// <summary>Sends a report soon (rate-limited like any change), e.g. after this peer opened a new port.</summary>
