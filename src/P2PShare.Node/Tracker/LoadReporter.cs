@@ -26,6 +26,7 @@ public sealed partial class LoadReporter : ILifecycleParticipant<ISiloLifecycle>
     private readonly CancellationTokenSource _stopping = new();
     private readonly TaskCompletionSource _registered = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Task _loop = Task.CompletedTask;
+    private Task? _exchange;
     private long _sequence;
 
     private readonly KernelSandbox? _sandbox;
@@ -136,7 +137,7 @@ public sealed partial class LoadReporter : ILifecycleParticipant<ISiloLifecycle>
                 if (gap > TimeSpan.Zero) await Task.Delay(gap, _time, stopping).ConfigureAwait(false);
 
                 lastSent = _time.GetUtcNow();
-                await ExchangeAsync().ConfigureAwait(false);
+                await ReportOnceAsync().ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (stopping.IsCancellationRequested)
             {
@@ -172,6 +173,30 @@ public sealed partial class LoadReporter : ILifecycleParticipant<ISiloLifecycle>
                 await Task.Delay(delay, _time, stopping).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
                 delay = TimeSpan.FromMilliseconds(Math.Min(delay.TotalMilliseconds * 2, 2000));
             }
+        }
+    }
+
+    /// <summary>
+    /// Sends a report. The report loop never waits for the tracker's answer: a slow tracker must not
+    /// make reports rarer (it would drop a peer that missed them). While an exchange is still on its
+    /// way, the report goes one-way and the view waits for the next answer.
+    /// </summary>
+    private Task ReportOnceAsync()
+    {
+        if (_view is null || _exchange is { IsCompleted: false }) return _grains.GetTracker().ReportAsync(Snapshot());
+        _exchange = ExchangeInBackgroundAsync();
+        return Task.CompletedTask;
+    }
+
+    private async Task ExchangeInBackgroundAsync()
+    {
+        try
+        {
+            await ExchangeAsync().ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            LogReportFailed(ex.Message);
         }
     }
 
