@@ -21,6 +21,8 @@ public sealed class FastPathDurabilityTests(TestDatabase db) : IClassFixture<Tes
         {
             o.Slots = 2;
             o.WarmWorkers = 1;
+            // Kept on the fast path however slow this machine compiles the first program.
+            o.PromoteAfter = TimeSpan.FromSeconds(25);
         }), db.ConnectionString);
         var done = await Task.WhenAll(Enumerable.Range(1, 10).Select(i =>
             peers.Peer("peer-3").RunAsync(new TaskSpec("int main(int x) => x * x;", null, $"[{i}]", false, null, "tester", null))));
