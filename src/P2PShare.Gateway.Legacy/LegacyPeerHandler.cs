@@ -50,7 +50,8 @@ internal sealed class LegacyPeerHandler(
         JobInfo job;
         try
         {
-            job = await Self.SubmitAsync(spec).ConfigureAwait(false);
+            // The fast path: one call; a task that outlives the promotion threshold is followed by its grain.
+            job = await Self.RunAsync(spec).ConfigureAwait(false);
             var handle = grains.GetJob(job.JobId);
             while (!job.IsTerminal)
             {

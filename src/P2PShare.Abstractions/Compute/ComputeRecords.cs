@@ -164,3 +164,56 @@ public sealed record SchedulerLoad(
     [property: Id(1)] int Running,
     [property: Id(2)] int Queued,
     [property: Id(3)] long TasksAccepted);
+
+/// <summary>How an attempt sent on the fast path came back (<c>IPeerGrain.RunAttemptAsync</c>).</summary>
+public enum AttemptOutcome
+{
+    /// <summary>It ended (well or not) within the promotion threshold; <see cref="AttemptReply.Job"/> is final.</summary>
+    Finished = 0,
+    /// <summary>Still queued or running at the threshold: the origin hands it to a durable supervisor.</summary>
+    Running = 1,
+    /// <summary>The peer did not take it (stopping, workers broken, no such runtime); nothing runs there.</summary>
+    Refused = 2,
+}
+
+/// <summary>
+/// The executing peer's answer to one fast-path attempt. A refusal is a value, not an exception:
+/// the origin simply tries the next peer.
+/// </summary>
+/// <param name="Job">The attempt's record (final when Finished); null when Refused.</param>
+/// <param name="Refusal">Why the peer refused; null otherwise.</param>
+/// <param name="Permanent">Refused because the peer can never run it (e.g. no such runtime), not because of its state now.</param>
+[GenerateSerializer, Immutable]
+public sealed record AttemptReply(
+    [property: Id(0)] AttemptOutcome Outcome,
+    [property: Id(1)] JobInfo? Job,
+    [property: Id(2)] string? Refusal,
+    [property: Id(3)] bool Permanent = false)
+{
+    public static AttemptReply Ended(JobInfo job) => new(job.IsTerminal ? AttemptOutcome.Finished : AttemptOutcome.Running, job, null);
+
+    public static AttemptReply Refused(string reason, bool permanent) => new(AttemptOutcome.Refused, null, reason, permanent);
+}
+
+/// <summary>
+/// One task of a batch (<c>IPeerGrain.RunBatchAsync</c>) as it finished: the index of its spec in
+/// the batch and its job, or why it could not be run at all (no job then).
+/// </summary>
+/// <param name="Job">Terminal, or Queued/Running when it outlived the promotion threshold: follow it with <c>IJobGrain</c>.</param>
+[GenerateSerializer, Immutable]
+public sealed record BatchItem(
+    [property: Id(0)] int Index,
+    [property: Id(1)] JobInfo? Job,
+    [property: Id(2)] string? Error);
+
+/// <summary>What the origin hands a job's grain when a fast-path task outlives the promotion threshold.</summary>
+/// <param name="Spec">The whole task (a confidential one's program stays on the origin, where the grain is placed).</param>
+/// <param name="Attempts">Every attempt so far, the last one still running on its peer.</param>
+/// <param name="Current">The running attempt's record as its peer last answered.</param>
+[GenerateSerializer, Immutable]
+public sealed record JobAdoption(
+    [property: Id(0)] string Origin,
+    [property: Id(1)] TaskSpec Spec,
+    [property: Id(2)] ImmutableArray<JobAttempt> Attempts,
+    [property: Id(3)] JobInfo Current,
+    [property: Id(4)] DateTime SubmittedUtc);

@@ -15,6 +15,14 @@ public interface IJobGrain : IGrainWithStringKey
     [Alias("Start")]
     Task<JobInfo> StartAsync(string origin, TaskSpec task);
 
+    /// <summary>
+    /// Takes over a task the origin ran on the fast path and that outlived the promotion threshold:
+    /// records it (in storage) and follows its running attempt from now on, as if it had started it.
+    /// The same adoption twice is taken once. Called by the origin peer only.
+    /// </summary>
+    [Alias("Adopt")]
+    Task<JobInfo> AdoptAsync(JobAdoption adoption);
+
     /// <exception cref="NotFoundException">No job has this id.</exception>
     [Alias("Get")]
     Task<JobInfo> GetAsync();

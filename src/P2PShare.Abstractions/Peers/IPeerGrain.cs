@@ -107,6 +107,44 @@ public interface IPeerGrain : IGrainWithStringKey
     [Alias("Submit")]
     Task<JobInfo> SubmitAsync(TaskSpec task);
 
+    /// <summary>
+    /// Runs a task with this peer as its origin on the fast path and answers with its finished job:
+    /// one call to the executing peer, picked from this silo's load view, no grain or storage write per
+    /// task. A task still running after <c>Compute:PromoteAfter</c> is handed to its job's grain and
+    /// the answer is its Queued/Running record: follow it with <see cref="IJobGrain"/> like a detached job.
+    /// A peer lost under the task is handled as for <see cref="SubmitAsync"/> (retries, PeerLost).
+    /// </summary>
+    /// <exception cref="InvalidArgumentException">The task is malformed.</exception>
+    /// <exception cref="NoPeersAvailableException">No live peer can take it.</exception>
+    [Alias("Run")]
+    Task<JobInfo> RunAsync(TaskSpec task);
+
+    /// <summary>
+    /// <see cref="RunAsync"/> for many tasks in one call: each item comes back as soon as its task
+    /// finishes (in finishing order, with its index in <paramref name="tasks"/>), or is promoted.
+    /// </summary>
+    [Alias("RunBatch")]
+    IAsyncEnumerable<BatchItem> RunBatchAsync(ImmutableArray<TaskSpec> tasks);
+
+    /// <summary>
+    /// Runs one attempt of a job sent on the fast path by its origin and answers when it ends, or
+    /// after <paramref name="promoteAfter"/> with its Queued/Running record. A refusal is a value.
+    /// </summary>
+    [Alias("RunAttempt")]
+    Task<AttemptReply> RunAttemptAsync(JobAssignment assignment, TimeSpan promoteAfter);
+
+    /// <summary>
+    /// This origin's in-memory record of a job it runs or ran on the fast path; null when it has none
+    /// (never had it, or it was promoted to its grain). Waits up to <paramref name="maxWait"/> for it to end.
+    /// </summary>
+    /// <exception cref="ExpiredException">It finished and its record was dropped.</exception>
+    [Alias("FindJob")]
+    Task<JobInfo?> FindJobAsync(string jobId, TimeSpan maxWait);
+
+    /// <summary>Cancels a fast-path job of this origin; null when it has no such job.</summary>
+    [Alias("CancelJob")]
+    Task<JobInfo?> CancelJobAsync(string jobId);
+
     /// <summary>Runs one attempt of a job, sent by the job's supervisor. Returns the attempt's record (Queued).</summary>
     /// <exception cref="PeerUnavailableException">This peer is stopping or its worker pool is broken.</exception>
     [Alias("Execute")]

@@ -20,6 +20,14 @@ public interface ITrackerGrain : IGrainWithIntegerKey
     [OneWay, Alias("Report")]
     Task ReportAsync(LoadReport report);
 
+    /// <summary>
+    /// A load report that waits for the answer: the registry as the tracker sees it after taking the
+    /// report, which the reporting silo routes by until its next report (its local load view). Not
+    /// one-way, but the tracker never calls peers, so a report in flight cannot deadlock against it.
+    /// </summary>
+    [Alias("Exchange")]
+    Task<ImmutableArray<PeerStatus>> ExchangeAsync(LoadReport report);
+
     /// <summary>Removes a stopping peer; later reports from that same silo instance are ignored.</summary>
     [Alias("Unregister")]
     Task UnregisterAsync(string peer, SiloAddress silo);

@@ -54,27 +54,35 @@ public static class RunCommand
             var specs = argSets.Select(a => new TaskSpec(program, parse.GetValue(function), a, parse.GetValue(confidential),
                 seconds is { } s ? TimeSpan.FromSeconds(s) : null, who, parse.GetValue(on), parse.GetValue(retries), language)).ToList();
 
-            var jobs = await SubmitAllAsync(ctx, origin, specs).ConfigureAwait(false);
             if (parse.GetValue(detach))
             {
-                PrintDetached(ctx.Output, jobs, parse.GetValue(each) is not null);
+                // Detached jobs get a durable record and supervisor at once: they outlive this command.
+                PrintDetached(ctx.Output, await SubmitAllAsync(ctx, origin, specs).ConfigureAwait(false), parse.GetValue(each) is not null);
                 return;
             }
 
+            // Attached: the fast path; a task still running after the peers' promotion threshold comes
+            // back Queued/Running with a durable record, and is followed like a detached one.
+            List<JobInfo> jobs;
+            List<(int Index, string Error)> refused = [];
+            if (parse.GetValue(each) is null) jobs = [await PeerCall.RunAsync(origin, () => ctx.Cluster.Peer(origin).RunAsync(specs[0])).ConfigureAwait(false)];
+            else (jobs, refused) = await RunBatchAsync(ctx, origin, specs).ConfigureAwait(false);
             JobInfo[] finished;
             try
             {
-                finished = await Task.WhenAll(jobs.Select(j => WaitAsync(ctx, j.JobId, null))).ConfigureAwait(false);
+                finished = await Task.WhenAll(jobs.Select(j => j.IsTerminal ? Task.FromResult(j) : WaitAsync(ctx, j.JobId, null))).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (ctx.Cancel.IsCancellationRequested)
             {
                 // Ctrl-C while waiting: the user no longer wants these results.
-                await Task.WhenAll(jobs.Select(j => CancelQuietlyAsync(ctx, j.JobId))).ConfigureAwait(false);
+                await Task.WhenAll(jobs.Where(j => !j.IsTerminal).Select(j => CancelQuietlyAsync(ctx, j.JobId))).ConfigureAwait(false);
                 throw;
             }
 
+            foreach (var (index, error) in refused) ctx.Output.Error.WriteLine($"error: task {index + 1} of --each was not run: {error}");
+            if (refused.Count > 0 && finished.Length == 0) throw new JobFailedException(ExitCodes.TaskFailed);
             var exit = PrintFinished(ctx.Output, finished, parse.GetValue(each) is not null);
-            if (exit != ExitCodes.Success) throw new JobFailedException(exit);
+            if (exit != ExitCodes.Success || refused.Count > 0) throw new JobFailedException(ExitCodes.TaskFailed);
         }));
         return command;
     }
@@ -91,6 +99,27 @@ public static class RunCommand
             var job = await JobCalls.RunAsync(ctx, jobId, j => j.WaitAsync(slice)).ConfigureAwait(false);
             if (job.IsTerminal || DateTime.UtcNow >= deadline) return job;
         }
+    }
+
+    /// <summary>
+    /// All tasks in one call to the origin, which streams each back as it finishes; returned in the
+    /// order of <paramref name="specs"/>, with the tasks no peer took (index, why) beside them.
+    /// </summary>
+    private static async Task<(List<JobInfo> Jobs, List<(int Index, string Error)> Refused)> RunBatchAsync(
+        CommandContext ctx, string origin, List<TaskSpec> specs)
+    {
+        var results = new JobInfo?[specs.Count];
+        var refused = new List<(int, string)>();
+        await PeerCall.RunAsync(origin, async () =>
+        {
+            await foreach (var item in ctx.Cluster.Peer(origin).RunBatchAsync([.. specs]).WithCancellation(ctx.Cancel).ConfigureAwait(false))
+            {
+                if (item.Index < 0 || item.Index >= results.Length) continue;
+                if (item.Job is { } job) results[item.Index] = job;
+                else refused.Add((item.Index, item.Error ?? "refused"));
+            }
+        }).ConfigureAwait(false);
+        return ([.. results.OfType<JobInfo>()], [.. refused.OrderBy(r => r.Item1)]);
     }
 
     private static async Task<List<JobInfo>> SubmitAllAsync(CommandContext ctx, string origin, List<TaskSpec> specs)

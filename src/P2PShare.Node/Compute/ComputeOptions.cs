@@ -82,6 +82,25 @@ public sealed class ComputeOptions : IValidatableObject
     /// </summary>
     public long MaxRetainedResultBytes { get; set; } = DefaultMaxRetainedResultBytes;
 
+    public static readonly TimeSpan DefaultPromoteAfter = TimeSpan.FromSeconds(1);
+    public const int DefaultMaxRecentFastJobs = 100_000;
+
+    /// <summary>
+    /// How long an attached task runs on the fast path (one call to its peer, the origin's call as
+    /// its supervision, its record in the origin's memory) before it gets a durable job record and
+    /// supervisor like a detached one. Short enough that few tasks are at risk when an origin dies,
+    /// long enough that a trivial task never pays for a grain and a storage write.
+    /// </summary>
+    [TimeSpanAtLeast("00:00:00.010", ErrorMessage = "Compute:PromoteAfter must be at least 10 ms")]
+    public TimeSpan PromoteAfter { get; set; } = DefaultPromoteAfter;
+
+    /// <summary>
+    /// Most finished fast-path jobs whose records an origin keeps in memory (besides the retention and
+    /// <see cref="MaxRetainedResultBytes"/>); over it the oldest are dropped and read as expired.
+    /// </summary>
+    [Range(1, int.MaxValue, ErrorMessage = "Compute:MaxRecentFastJobs must be at least 1")]
+    public int MaxRecentFastJobs { get; set; } = DefaultMaxRecentFastJobs;
+
     /// <summary>Largest number of re-runs a task may ask for.</summary>
     public const int MaxRetriesLimit = 10;
 

@@ -25,6 +25,8 @@ public static class ComputeServiceCollectionExtensions
         services.AddSingleton<JobStore>();
         services.AddSingleton<RetainedJobs>();
         services.AddSingleton<JobService>();
+        services.AddSingleton<RecentJobs>();
+        services.AddSingleton<JobRunner>();
         return services;
     }
 }

@@ -85,6 +85,9 @@ public static class ClusteringSiloBuilderExtensions
         // Records whose supervising silo is gone are tracked by no silo's RetainedJobs: swept from storage.
         silo.Services.AddSingleton(sp => ActivatorUtilities.CreateInstance<StoredJobSweep>(sp, postgresConnectionString));
         silo.Services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(sp => sp.GetRequiredService<StoredJobSweep>());
+        // Finished fast-path jobs reach the same storage in batches, so they outlive their origin too.
+        silo.Services.AddSingleton<FinishedJobWriter>();
+        silo.Services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(sp => sp.GetRequiredService<FinishedJobWriter>());
         silo.UseAdoNetReminderService(o =>
         {
             o.Invariant = ClusteringOptions.NpgsqlInvariant;

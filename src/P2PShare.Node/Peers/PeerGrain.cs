@@ -13,7 +13,7 @@ namespace P2PShare.Peers;
 /// stores are thread-safe, and a slow chunk write must not hold up another caller's key lookup.
 /// </summary>
 [PeerPlacement, Immovable, Reentrant]
-public sealed class PeerGrain(PeerIdentity identity, MemoryStore memory, FileStore files, JobService compute)
+public sealed class PeerGrain(PeerIdentity identity, MemoryStore memory, FileStore files, JobService compute, JobRunner runner)
     : Grain, IPeerGrain
 {
     public override Task OnActivateAsync(CancellationToken cancellationToken)
@@ -98,6 +98,22 @@ public sealed class PeerGrain(PeerIdentity identity, MemoryStore memory, FileSto
         // follows it and re-runs it elsewhere if its peer is lost. It is placed on this silo.
         return GrainFactory.GetJob(JobIds.New(identity.Name)).StartAsync(identity.Name, task);
     }
+
+    public Task<JobInfo> RunAsync(TaskSpec task) => runner.RunAsync(task);
+
+    public IAsyncEnumerable<BatchItem> RunBatchAsync(ImmutableArray<TaskSpec> tasks) => runner.RunBatchAsync(tasks);
+
+    public Task<AttemptReply> RunAttemptAsync(JobAssignment assignment, TimeSpan promoteAfter)
+    {
+        if (assignment.Spec.Confidential && assignment.Origin != identity.Name)
+            throw new InvalidArgumentException($"confidential task of '{assignment.Origin}' refused: it may only run on its origin");
+        return compute.AttemptAsync(assignment, promoteAfter > CallLimits.MaxWait ? CallLimits.MaxWait : promoteAfter);
+    }
+
+    public Task<JobInfo?> FindJobAsync(string jobId, TimeSpan maxWait) =>
+        runner.FindAsync(jobId, maxWait > CallLimits.MaxWait ? CallLimits.MaxWait : maxWait);
+
+    public Task<JobInfo?> CancelJobAsync(string jobId) => runner.CancelAsync(jobId);
 
     public Task<JobInfo> ExecuteAsync(JobAssignment assignment)
     {

@@ -26,15 +26,18 @@ public sealed partial class LoadReporter : ILifecycleParticipant<ISiloLifecycle>
     private readonly CancellationTokenSource _stopping = new();
     private readonly TaskCompletionSource _registered = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Task _loop = Task.CompletedTask;
+    private Task? _exchange;
     private long _sequence;
 
     private readonly KernelSandbox? _sandbox;
+    private readonly LoadView? _view;
 
     public LoadReporter(IGrainFactory grains, PeerIdentity identity, MemoryStore memory, FileStore files,
         ComputeScheduler scheduler, IEnumerable<IPeerEndpointSource> endpoints, IOptions<TrackerOptions> options, TimeProvider time,
-        ILogger<LoadReporter> logger, KernelSandbox? sandbox = null)
+        ILogger<LoadReporter> logger, KernelSandbox? sandbox = null, LoadView? view = null)
     {
         _sandbox = sandbox;
+        _view = view;
         _grains = grains;
         _identity = identity;
         _memory = memory;
@@ -134,7 +137,7 @@ public sealed partial class LoadReporter : ILifecycleParticipant<ISiloLifecycle>
                 if (gap > TimeSpan.Zero) await Task.Delay(gap, _time, stopping).ConfigureAwait(false);
 
                 lastSent = _time.GetUtcNow();
-                await _grains.GetTracker().ReportAsync(Snapshot()).ConfigureAwait(false);
+                await ReportOnceAsync().ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (stopping.IsCancellationRequested)
             {
@@ -155,6 +158,7 @@ public sealed partial class LoadReporter : ILifecycleParticipant<ISiloLifecycle>
             try
             {
                 await _grains.GetTracker().RegisterAsync(Snapshot()).WaitAsync(TimeSpan.FromSeconds(10), stopping).ConfigureAwait(false);
+                await ExchangeAsync().ConfigureAwait(false);
                 _registered.TrySetResult();
                 LogReady(_identity.Name, _identity.Silo.Endpoint.ToString(), _identity.Gateway);
                 return;
@@ -170,6 +174,42 @@ public sealed partial class LoadReporter : ILifecycleParticipant<ISiloLifecycle>
                 delay = TimeSpan.FromMilliseconds(Math.Min(delay.TotalMilliseconds * 2, 2000));
             }
         }
+    }
+
+    /// <summary>
+    /// Sends a report. The report loop never waits for the tracker's answer: a slow tracker must not
+    /// make reports rarer (it would drop a peer that missed them). While an exchange is still on its
+    /// way, the report goes one-way and the view waits for the next answer.
+    /// </summary>
+    private Task ReportOnceAsync()
+    {
+        if (_view is null || _exchange is { IsCompleted: false }) return _grains.GetTracker().ReportAsync(Snapshot());
+        _exchange = ExchangeInBackgroundAsync();
+        return Task.CompletedTask;
+    }
+
+    private async Task ExchangeInBackgroundAsync()
+    {
+        try
+        {
+            await ExchangeAsync().ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            LogReportFailed(ex.Message);
+        }
+    }
+
+    /// <summary>Reports and takes the tracker's table as this silo's load view (without a view: a one-way report).</summary>
+    private async Task ExchangeAsync()
+    {
+        if (_view is null)
+        {
+            await _grains.GetTracker().ReportAsync(Snapshot()).ConfigureAwait(false);
+            return;
+        }
+
+        _view.Update(await _grains.GetTracker().ExchangeAsync(Snapshot()).ConfigureAwait(false));
     }
 
     /// <summary>Sends a report soon (rate-limited like any change), e.g. after this peer opened a new port.</summary>

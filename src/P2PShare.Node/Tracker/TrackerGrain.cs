@@ -47,6 +47,12 @@ public sealed partial class TrackerGrain(
         return Task.CompletedTask;
     }
 
+    public Task<ImmutableArray<PeerStatus>> ExchangeAsync(LoadReport report)
+    {
+        Accept(report);
+        return Task.FromResult(_registry.Snapshot());
+    }
+
     public Task UnregisterAsync(string peer, SiloAddress silo)
     {
         if (_registry.MarkDeparted(silo) is { } removed) LogRemoved(removed, "unregistered");

@@ -98,8 +98,20 @@ public sealed class JobGrain(
         return Job.Info();
     }
 
+    public async Task<JobInfo> AdoptAsync(JobAdoption adoption)
+    {
+        // The same adoption twice (a retried call whose answer was lost) adopts once.
+        if (Job.Known) return Job.Info();
+        Job.Adopt(adoption);
+        await Job.WriteAsync();
+        Expiry.Track();
+        EnsureFollowing();
+        return Job.Info();
+    }
+
     public async Task<JobInfo> GetAsync()
     {
+        if (!Job.Known && await FromOriginAsync(TimeSpan.Zero) is { } fast) return fast;
         await ThrowIfUnknownAsync();
         EnsureFollowing();
         await RefreshAsync();
@@ -108,6 +120,7 @@ public sealed class JobGrain(
 
     public async Task<JobInfo> WaitAsync(TimeSpan maxWait)
     {
+        if (!Job.Known && await FromOriginAsync(maxWait < CallLimits.MaxWait ? maxWait : CallLimits.MaxWait) is { } fast) return fast;
         await ThrowIfUnknownAsync();
         EnsureFollowing();
         if (Job.Terminal || maxWait <= TimeSpan.Zero) return Job.Info();
@@ -118,6 +131,7 @@ public sealed class JobGrain(
 
     public async Task<JobInfo> CancelAsync()
     {
+        if (!Job.Known && await AtOriginAsync(origin => origin.CancelJobAsync(JobId)) is { } fast) return fast;
         await ThrowIfUnknownAsync();
         if (Job.Terminal) return Job.Info();
         S.CancelRequested = true;
@@ -245,4 +259,38 @@ public sealed class JobGrain(
     }
 
     private Task ThrowIfUnknownAsync() => Expiry.ThrowIfUnknownAsync();
+
+    // ---- jobs run on the fast path ----
+
+    /// <summary>A fast-path job's record, kept by its origin in memory (this grain has none); null when the origin has none.</summary>
+    private Task<JobInfo?> FromOriginAsync(TimeSpan maxWait) => AtOriginAsync(origin => origin.FindJobAsync(JobId, maxWait));
+
+    /// <summary>
+    /// Asks the job's origin, which keeps the jobs it ran on the fast path. When it has no record (or
+    /// is gone), storage may: in <c>postgres</c> mode finished fast jobs are written there in batches,
+    /// possibly after this activation read its empty state, so it is read again.
+    /// </summary>
+    private async Task<JobInfo?> AtOriginAsync(Func<IPeerGrain, Task<JobInfo?>> call)
+    {
+        var origin = JobIds.OriginOf(JobId);
+        if (liveness.IsLive(origin))
+        {
+            try
+            {
+                if (await PeerCall.RunAsync(origin, () => call(grains.GetGrain<IPeerGrain>(origin))) is { } found) return found;
+            }
+            catch (PeerUnavailableException)
+            {
+            }
+        }
+
+        if (Job.Known) return null; // promoted meanwhile: this grain answers
+        await state.ReadStateAsync();
+        if (!Job.Known) return null;
+        Job.Resume();
+        Expiry.Track();
+        if (Job.Terminal) Job.TryMarkEnded();
+        else EnsureFollowing();
+        return null;
+    }
 }

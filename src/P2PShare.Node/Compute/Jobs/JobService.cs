@@ -27,23 +27,55 @@ public sealed partial class JobService(
     /// </summary>
     public JobInfo Accept(JobAssignment assignment)
     {
-        if (jobs.TryGet(assignment.JobId, assignment.Attempt) is { } existing) return existing.Snapshot();
-        if (!scheduler.CanAccept)
-            throw new PeerUnavailableException(identity.Name, scheduler.UnavailableReason ?? "its worker pool cannot take tasks now");
+        if (TryAccept(assignment, out var record) is { } refused)
+        {
+            // Workers that fail to start now may start again (the pool retries): busy, not wrong.
+            if (refused.Permanent) throw new InvalidArgumentException($"peer '{identity.Name}' {refused.Reason}");
+            throw new PeerUnavailableException(identity.Name, refused.Reason);
+        }
+
+        return record!.Snapshot();
+    }
+
+    /// <summary>
+    /// Runs one attempt sent on the fast path: answers when it ends, or after <paramref name="promoteAfter"/>
+    /// with its record so far (its origin then hands it to a durable supervisor). A refusal is a value.
+    /// </summary>
+    public async Task<AttemptReply> AttemptAsync(JobAssignment assignment, TimeSpan promoteAfter)
+    {
+        if (TryAccept(assignment, out var record) is { } refused) return AttemptReply.Refused(refused.Reason, refused.Permanent);
+        var finished = record!.Finished;
+        if (!finished.IsCompleted && promoteAfter > TimeSpan.Zero)
+        {
+            // A timeout here is the normal way a long task is handed on, so it must not throw.
+            await ((Task)finished.WaitAsync(promoteAfter, time)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
+
+        return AttemptReply.Ended(finished.IsCompletedSuccessfully ? finished.Result : record.Snapshot());
+    }
+
+    /// <summary>Registers and starts an attempt, or says why this peer does not take it (the record is null then).</summary>
+    private Refusal? TryAccept(JobAssignment assignment, out JobRecord? record)
+    {
+        record = jobs.TryGet(assignment.JobId, assignment.Attempt);
+        if (record is not null) return null;
+        if (!scheduler.CanAccept) return new(scheduler.UnavailableReason ?? "its worker pool cannot take tasks now", false);
         var spec = assignment.Spec;
         var timeout = Validate(spec);
         if (!scheduler.Runtimes.Contains(spec.Language))
         {
             var reason = $"cannot run {spec.Language} tasks: {scheduler.RuntimeMissingReason(spec.Language)}";
-            // Workers that fail to start now may start again (the pool retries): busy, not wrong.
-            if (scheduler.HasRuntime(spec.Language)) throw new PeerUnavailableException(identity.Name, reason);
-            throw new InvalidArgumentException($"peer '{identity.Name}' {reason}");
+            return new(reason, !scheduler.HasRuntime(spec.Language));
         }
-        var record = jobs.Create(assignment, identity.Name);
+
+        record = jobs.Create(assignment, identity.Name);
         LogAccepted(record.JobId, assignment.Attempt, assignment.Origin, spec.Submitter, spec.Confidential);
-        _ = Task.Run(() => RunAsync(record, timeout));
-        return record.Snapshot();
+        var accepted = record;
+        _ = Task.Run(() => RunAsync(accepted, timeout));
+        return null;
     }
+
+    private readonly record struct Refusal(string Reason, bool Permanent);
 
     /// <summary>Checks a task before it is sent anywhere, so a malformed one fails at submission.</summary>
     public void Check(TaskSpec spec) => Validate(spec);

@@ -46,6 +46,17 @@ internal sealed class SupervisedJob(IPersistentState<JobState> state, string job
     /// <summary>Takes the stored record of a job that is known already (a reactivation).</summary>
     public void Resume() => FullSpec = State.Spec;
 
+    /// <summary>
+    /// A job the origin ran on the fast path until now (<see cref="JobAdoption"/>): its attempts so far
+    /// and the running one's record become this record.
+    /// </summary>
+    public void Adopt(JobAdoption adoption)
+    {
+        Begin(adoption.Origin, adoption.Spec);
+        State.Attempts = [.. adoption.Attempts];
+        State.Current = adoption.Current with { SubmittedUtc = adoption.SubmittedUtc };
+    }
+
     /// <summary>A new job: the program and arguments of a confidential task are kept in memory only.</summary>
     public void Begin(string origin, TaskSpec task)
     {
@@ -127,18 +138,24 @@ internal sealed class SupervisedJob(IPersistentState<JobState> state, string job
     /// leaves its peer, a task whose peer died under it on two different peers is not sent round the
     /// rest (it may be what kills them), and every task has a limited number of retries.
     /// </summary>
-    public (JobStatus Status, TaskErrorKind Kind, string Error)? EndInsteadOfRerun(string reason)
+    public (JobStatus Status, TaskErrorKind Kind, string Error)? EndInsteadOfRerun(string reason) =>
+        EndInsteadOfRerun(State.Spec!, State.Attempts, reason);
+
+    /// <summary>
+    /// The rule of <see cref="EndInsteadOfRerun(string)"/> for any supervisor (the fast path's too):
+    /// <paramref name="attempts"/> are every attempt so far, the lost one included.
+    /// </summary>
+    public static (JobStatus Status, TaskErrorKind Kind, string Error)? EndInsteadOfRerun(TaskSpec spec, IReadOnlyList<JobAttempt> attempts, string reason)
     {
-        var spec = State.Spec!;
         if (spec.Confidential) return Lost($"{reason}; a confidential task never runs anywhere but its origin");
         if (spec.PinnedPeer is not null) return Lost($"{reason}; the task is pinned to that peer");
-        if (LostOn() is [var earlier, .., var last])
+        if (LostOn(attempts) is [var earlier, .., var last])
         {
             return (JobStatus.Failed, TaskErrorKind.Crashed,
                 $"Crashed: its peer died under it on '{earlier}' and on '{last}' ({reason}); a task that ends like that on two peers is not tried again");
         }
 
-        if (State.Attempts.Count > (spec.MaxRetries ?? 0)) return Lost($"{reason}; no retries left after {State.Attempts.Count} attempts");
+        if (attempts.Count > (spec.MaxRetries ?? 0)) return Lost($"{reason}; no retries left after {attempts.Count} attempts");
         return null;
     }
 
@@ -147,8 +164,8 @@ internal sealed class SupervisedJob(IPersistentState<JobState> state, string job
         (JobStatus.PeerLost, TaskErrorKind.PeerLost, $"PeerLost: {why}");
 
     /// <summary>The distinct peers on which an attempt of this job was lost, oldest first.</summary>
-    private List<string> LostOn() =>
-        [.. State.Attempts.Where(a => a.Status == JobStatus.PeerLost).Select(a => a.Peer).Distinct(StringComparer.Ordinal)];
+    private static List<string> LostOn(IReadOnlyList<JobAttempt> attempts) =>
+        [.. attempts.Where(a => a.Status == JobStatus.PeerLost).Select(a => a.Peer).Distinct(StringComparer.Ordinal)];
 
     /// <summary>Ends the job here, not on a peer: it was cancelled, or lost with no way to re-run it.</summary>
     public void End(JobStatus status, TaskErrorKind kind, string error) => State.Current = State.Current! with
