@@ -258,7 +258,7 @@ public sealed class PythonWorkerTests(ITestOutputHelper output) : IAsyncLifetime
         var setter = await Run("import os\nsecret = 's3cret'\ndef main():\n    global g\n    g = secret\n    return [g, os.getpid()]\n");
         var reader = await Run("import os\ndef main():\n    return [[globals().get('g'), globals().get('secret')], os.getpid()]\n");
         Assert.Equal(setter.Pid, reader.Pid);
-        Assert.Equal("[null,null]", reader.Value.GetRawText());
+        Assert.Equal("[null, null]", reader.Value.GetRawText());
 
         // Each leftover ends the process it was left in: a thread, an armed timer with its handler, an open pipe.
         string[] leavers =

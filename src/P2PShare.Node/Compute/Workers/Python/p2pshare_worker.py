@@ -489,6 +489,7 @@ def frame(header, body=b""):
 # What a runner tells the zygote in front of each reply (one byte): it still looks like a fresh
 # interpreter, it does not, or it ran out of memory.
 CLEAN, DIRTY, EXHAUSTED, READY = b"C", b"D", b"O", b"R"
+FORGED = b"F"  # not a runner's: the zygote's mark for bytes a task wrote to the runner's pipe itself
 
 
 def read_exact(fd, count):
@@ -695,8 +696,13 @@ class Runner:
         head = self._read(5, limit) if self._await_ready() else None
         if head is None:
             return None, self._death("the task's process failed before it could answer")
+        if head[:1] not in (CLEAN, DIRTY, EXHAUSTED):
+            # The task wrote to the runner's pipe itself. What it wrote goes to the peer as it is, which
+            # judges it (a protocol violation) and ends this zygote: its pipe to the peer is spoilt.
+            self.kill()
+            return FORGED, head + self._drain(limit)
         (length,) = struct.unpack("<i", head[1:5])
-        if head[:1] not in (CLEAN, DIRTY, EXHAUSTED) or length < 4 or length > limit:
+        if length < 4 or length > limit:
             self.kill()
             return None, "the task wrote more than a reply may hold"
         rest = self._read(length, limit)
@@ -720,6 +726,17 @@ class Runner:
                     self.status = wait_status
             else:
                 return None
+        return b"".join(parts)
+
+    def _drain(self, limit):
+        """What is left in the pipe of a killed runner, at most limit bytes."""
+        parts, got = [], 0
+        while got < limit and select.select([self.answers], [], [], 0)[0]:
+            chunk = os.read(self.answers, min(1 << 16, limit - got))
+            if not chunk:
+                break
+            parts.append(chunk)
+            got += len(chunk)
         return b"".join(parts)
 
     def _death(self, fallback):
@@ -746,11 +763,12 @@ class Runner:
         return (self.cpu_retire <= 0 or cpu < self.cpu_retire) and (self.as_retire <= 0 or address_space < self.as_retire)
 
     def kill(self):
-        try:
-            os.kill(self.pid, 9)
-        except OSError:
-            pass
         if self.status is None:
+            # Not once it was waited for: its PID may belong to another process by now.
+            try:
+                os.kill(self.pid, 9)
+            except OSError:
+                pass
             _, self.status = os.waitpid(self.pid, 0)
         self.close()
 
@@ -806,6 +824,8 @@ def serve(protocol, protocol_fds, heap_limit, cpu_seconds, reap, zygote_pid):
             continue
         protocol.out.write(answer)
         protocol.out.flush()
+        if verdict == FORGED:
+            return 4
         if verdict == EXHAUSTED:
             return 3  # out of memory: as before the zygote, the peer starts a fresh one
 
