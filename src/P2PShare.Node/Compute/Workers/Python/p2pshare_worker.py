@@ -527,6 +527,13 @@ class Snapshot:
         self.signals = tuple(s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP))
         self.handlers = tuple(signal.getsignal(s) for s in self.signals)
         self.settings = self.current_settings()
+        # Descriptors: a task's process may not read its own /proc/PID/fd (the hook), and the zygote may
+        # not either when the runner is non-dumpable, so one poll() over every possible descriptor with
+        # no events asked tells them apart: a closed one answers POLLNVAL, an open one stays silent.
+        self.poller = select.poll()
+        for fd in range(min(resource.getrlimit(resource.RLIMIT_NOFILE)[0], 4096)):
+            self.poller.register(fd, 0)
+        self.descriptors = self.poller.poll(0)
 
     def current_settings(self):
         digits = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 0
@@ -549,7 +556,7 @@ class Snapshot:
         if signal.getitimer(signal.ITIMER_REAL) != (0.0, 0.0) or signal.getitimer(signal.ITIMER_VIRTUAL) != (0.0, 0.0) \
                 or signal.getitimer(signal.ITIMER_PROF) != (0.0, 0.0):
             return False
-        return self.settings == self.current_settings()
+        return self.settings == self.current_settings() and self.poller.poll(0) == self.descriptors
 
 
 def runner_main(protocol_fds, go, requests, answers, heap_limit, reusable):
@@ -699,8 +706,9 @@ class Runner:
         if head[:1] not in (CLEAN, DIRTY, EXHAUSTED):
             # The task wrote to the runner's pipe itself. What it wrote goes to the peer as it is, which
             # judges it (a protocol violation) and ends this zygote: its pipe to the peer is spoilt.
+            forged = head + self._drain(limit)
             self.kill()
-            return FORGED, head + self._drain(limit)
+            return FORGED, forged
         (length,) = struct.unpack("<i", head[1:5])
         if length < 4 or length > limit:
             self.kill()
