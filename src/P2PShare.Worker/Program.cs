@@ -53,7 +53,8 @@ internal static class Program
         if (devNull < 0 || Dup2(devNull, 0) < 0 || Dup2(devNull, 1) < 0)
             throw new IOException($"cannot point the standard handles at /dev/null: errno {Marshal.GetLastPInvokeError()}");
         Close(devNull);
-        return (new FileStream(new SafeFileHandle(input, ownsHandle: true), FileAccess.Read, bufferSize: 0),
+        // Input buffered: a frame (prefix, header, body) and any request queued behind it come in one read.
+        return (new FileStream(new SafeFileHandle(input, ownsHandle: true), FileAccess.Read, bufferSize: 64 * 1024),
             new FileStream(new SafeFileHandle(output, ownsHandle: true), FileAccess.Write, bufferSize: 0));
     }
 

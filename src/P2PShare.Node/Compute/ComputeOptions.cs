@@ -21,9 +21,31 @@ public sealed class ComputeOptions : IValidatableObject
     public static readonly TimeSpan DefaultJobRetention = TimeSpan.FromHours(24);
     public static readonly TimeSpan DefaultIdleWorkerTimeout = TimeSpan.FromSeconds(30);
 
-    /// <summary>Tasks that run at once. Default: the processor count.</summary>
+    /// <summary>
+    /// The cores this peer really has: <see cref="Environment.ProcessorCount"/>, which .NET derives from
+    /// the CPU affinity mask and the cgroup CPU quota (a container limited to 2 CPUs on a 64-core host
+    /// counts 2).
+    /// </summary>
+    public static int Cores => Environment.ProcessorCount;
+
+    /// <summary>
+    /// Submitters a peer serves in turn without restarting a worker per task: each needs a worker of
+    /// its own (one trust domain per process), idle ones frozen. A frozen .NET worker holds ~35 MB
+    /// resident, a Python zygote with its task process ~15 MB, and a bound idle worker leaves after
+    /// <see cref="IdleWorkerTimeout"/>; 64 distinct submitters on every peer of a 3-peer cluster cost
+    /// ~2.5 GB per peer at worst, for as long as they keep sending.
+    /// </summary>
+    public const int DefaultServedSubmitters = 64;
+
+    /// <summary>
+    /// Default <see cref="MaxLiveWorkers"/>: <see cref="DefaultServedSubmitters"/> plus eight per core
+    /// (a submitter running several tasks at once holds a worker per running task).
+    /// </summary>
+    public static int DefaultMaxLiveWorkers => DefaultServedSubmitters + 8 * Cores;
+
+    /// <summary>Tasks that run at once. Default: the cores this peer really has (<see cref="Cores"/>).</summary>
     [Range(1, MaxSlots, ErrorMessage = "Compute:Slots must be 1..1024")]
-    public int Slots { get; set; } = Environment.ProcessorCount;
+    public int Slots { get; set; } = Cores;
 
     /// <summary>Time slice: when more tasks are runnable than slots, a running task is paused after this.</summary>
     [TimeSpanAtLeast("00:00:00.010", ErrorMessage = "Compute:Quantum must be at least 10 ms")]
@@ -33,12 +55,12 @@ public sealed class ComputeOptions : IValidatableObject
     /// Most worker processes of one runtime alive at once (running, paused or idle); tasks beyond wait
     /// unstarted. A worker serves one submitter and idles frozen (a .NET worker holds ~35 MB), so this
     /// is also how many submitters can take turns on the peer without restarting workers. Default:
-    /// eight per processor, at least 16. At least <see cref="Slots"/>.
+    /// <see cref="DefaultMaxLiveWorkers"/> (64 + 8 per core). At least <see cref="Slots"/>.
     /// </summary>
-    public int MaxLiveWorkers { get; set; } = Math.Max(16, Environment.ProcessorCount * 8);
+    public int MaxLiveWorkers { get; set; } = DefaultMaxLiveWorkers;
 
-    /// <summary>Idle workers kept warm. Default: the processor count. At most <see cref="MaxLiveWorkers"/>.</summary>
-    public int WarmWorkers { get; set; } = Environment.ProcessorCount;
+    /// <summary>Idle workers kept warm. Default: the cores (<see cref="Cores"/>). At most <see cref="MaxLiveWorkers"/>.</summary>
+    public int WarmWorkers { get; set; } = Cores;
 
     /// <summary>
     /// How long a worker stays idle (frozen) for the next task of the submitter it is bound to; then it

@@ -129,6 +129,61 @@ public sealed class ComputeSchedulerTests
     }
 
     [Fact]
+    public async Task A_submitters_queued_tasks_go_straight_to_its_worker_without_a_freeze_per_task()
+    {
+        // Slicing off: on a loaded machine a slice could end mid-task and rotate alice's own queue onto another worker.
+        await using var scheduler = Create(slots: 1, quantum: NoSlicing);
+        var tasks = Enumerable.Range(0, 6).Select(i => scheduler.Submit("alice", Work(5, $"p{i}"), Long)).ToList();
+
+        foreach (var task in tasks) Assert.Equal(JobStatus.Succeeded, (await Outcome(task)).Status);
+
+        var worker = Assert.Single(_factory.Workers);
+        Assert.Equal(["p0", "p1", "p2", "p3", "p4", "p5"], worker.Programs);
+        // Frozen once, when it went back to the pool after the last task; never thawed and frozen between tasks.
+        await Eventually(() => worker.Freezes == 1, "the worker is frozen once, idle");
+        Assert.Equal(0, worker.Thaws);
+    }
+
+    [Fact]
+    public async Task A_task_handed_its_predecessors_worker_still_times_out_and_is_cancelled_and_the_next_gets_a_new_worker()
+    {
+        await using var scheduler = Create(slots: 1, quantum: NoSlicing);
+        var first = scheduler.Submit("alice", Work(5, "first"), Long);
+        var runaway = scheduler.Submit("alice", Hang("runaway"), TimeSpan.FromMilliseconds(300));
+        var hung = scheduler.Submit("alice", Hang("hung"), Long);
+        var last = scheduler.Submit("alice", Work(5, "last"), Long);
+
+        Assert.Equal(JobStatus.Succeeded, (await Outcome(first)).Status);
+        var timedOut = await Outcome(runaway);
+        Assert.Equal(JobStatus.TimedOut, timedOut.Status);
+        Assert.Equal("ran longer than 300 ms", timedOut.Result.Error);
+        var handedOver = _factory.WorkerThatRan("first");
+        Assert.Equal(handedOver.ProcessId, _factory.WorkerThatRan("runaway").ProcessId);
+        Assert.Equal(1, handedOver.Kills);
+
+        await Eventually(() => hung.StartedUtc is not null, "the hung task runs");
+        Assert.True(scheduler.Cancel(hung.Id));
+        Assert.Equal(JobStatus.Cancelled, (await Outcome(hung)).Status);
+        Assert.Equal(1, _factory.WorkerThatRan("hung").Kills);
+        Assert.Equal(JobStatus.Succeeded, (await Outcome(last)).Status);
+        Assert.NotEqual(_factory.WorkerThatRan("hung").ProcessId, _factory.WorkerThatRan("last").ProcessId);
+    }
+
+    [Fact]
+    public void Slots_and_workers_default_to_the_cores_the_peer_really_has()
+    {
+        var options = new ComputeOptions();
+
+        // .NET's processor count honours the affinity mask and the cgroup CPU quota.
+        Assert.Equal(Environment.ProcessorCount, ComputeOptions.Cores);
+        Assert.Equal(ComputeOptions.Cores, options.Slots);
+        Assert.Equal(ComputeOptions.Cores, options.WarmWorkers);
+        // 64 submitters, each with a worker of its own, take turns without a worker start per task.
+        Assert.True(options.MaxLiveWorkers >= ComputeOptions.DefaultServedSubmitters + options.Slots, $"MaxLiveWorkers {options.MaxLiveWorkers}");
+        Assert.True(options.SandboxUidCount >= options.MaxLiveWorkers);
+    }
+
+    [Fact]
     public async Task Timeout_kills_the_worker_and_other_tasks_still_complete()
     {
         await using var scheduler = Create(slots: 1);

@@ -201,7 +201,7 @@ public sealed class PythonWorkerTests(ITestOutputHelper output) : IAsyncLifetime
                 math.stash = secret
                 json.loads = lambda *a, **k: [666]
                 json.dumps = lambda *a, **k: '"lie"'
-                return 'done'
+                return ['done', __import__('os').getpid()]
             """;
         const string victim = """
             import builtins, json, math, os
@@ -209,10 +209,11 @@ public sealed class PythonWorkerTests(ITestOutputHelper output) : IAsyncLifetime
                 return [x, getattr(builtins, 'stash', None), getattr(math, 'stash', None), json.dumps([1]), hash('p2pshare'), os.getpid()]
             """;
         var meddled = await scheduler.Submit("mallory", Request(meddler, "[\"s3cret\"]"), TimeSpan.FromSeconds(30)).Completion.WaitAsync(Deadline);
-        Assert.Equal("\"done\"", meddled.Result.ResultJson); // the worker frames its reply with its own json
+        Assert.StartsWith("[\"done\", ", meddled.Result.ResultJson); // the worker frames its reply with its own json
+        var meddlerPid = System.Text.Json.JsonSerializer.Deserialize<System.Text.Json.JsonElement[]>(meddled.Result.ResultJson!)![1].GetInt32();
 
         // The same submitter's next tasks run in the same zygote (hash() of a str is salted per
-        // interpreter, and a zygote's forks share its salt) but each in a fresh process.
+        // interpreter, and a zygote's forks share its salt), never in the process the meddler changed.
         var watch = Stopwatch.StartNew();
         var salts = new HashSet<long>();
         var pids = new HashSet<int>();
@@ -231,12 +232,51 @@ public sealed class PythonWorkerTests(ITestOutputHelper output) : IAsyncLifetime
 
         output.WriteLine($"10 sequential Python tasks of one submitter: {watch.Elapsed.TotalMilliseconds / 10:0.0} ms a task");
         Assert.Single(salts);
-        Assert.Equal(10, pids.Count);
+        // The meddler's process was not reused; the clean tasks after it share one fresh one.
+        Assert.DoesNotContain(meddlerPid, pids);
+        Assert.Single(pids);
 
         // Another submitter never gets mallory's zygote.
         var other = await scheduler.Submit("alice", Request(victim, "[0]"), TimeSpan.FromSeconds(30)).Completion.WaitAsync(Deadline);
         var hers = System.Text.Json.JsonSerializer.Deserialize<System.Text.Json.JsonElement[]>(other.Result.ResultJson!)!;
         Assert.DoesNotContain(hers[4].GetInt64(), salts);
+    }
+
+    [Fact]
+    public async Task A_reused_task_process_never_shows_a_task_the_globals_threads_timers_or_descriptors_of_the_one_before()
+    {
+        var worker = await StartAsync();
+        async Task<(System.Text.Json.JsonElement Value, int Pid)> Run(string program)
+        {
+            var result = await RunAsync(worker, Request(program));
+            Assert.True(result.ErrorKind == TaskErrorKind.None, result.Error);
+            var pair = System.Text.Json.JsonSerializer.Deserialize<System.Text.Json.JsonElement[]>(result.ResultJson!)!;
+            return (pair[0], pair[1].GetInt32());
+        }
+
+        // A clean task leaves its process to the next one, but never its globals.
+        var setter = await Run("import os\nsecret = 's3cret'\ndef main():\n    global g\n    g = secret\n    return [g, os.getpid()]\n");
+        var reader = await Run("import os\ndef main():\n    return [[globals().get('g'), globals().get('secret')], os.getpid()]\n");
+        Assert.Equal(setter.Pid, reader.Pid);
+        Assert.Equal("[null, null]", reader.Value.GetRawText());
+
+        // Each leftover ends the process it was left in: a thread, an armed timer with its handler, an open pipe.
+        string[] leavers =
+        [
+            "import os, threading, time\ndef main():\n    threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n    return [1, os.getpid()]\n",
+            "import os, signal\ndef boom(*a):\n    raise RuntimeError('the alarm of an earlier task')\ndef main():\n    signal.signal(signal.SIGALRM, boom)\n    signal.setitimer(signal.ITIMER_REAL, 0.3)\n    return [1, os.getpid()]\n",
+            "import os\ndef main():\n    r, w = os.pipe()\n    return [1, os.getpid()]\n",
+            "import os, math\ndef main():\n    math.pi = 3\n    return [1, os.getpid()]\n",
+        ];
+        const string Checker = "import os, threading, time, math\ndef main():\n    time.sleep(0.5)\n    return [[threading.active_count(), math.pi > 3.1], os.getpid()]\n";
+        var clean = await Run(Checker);
+        foreach (var leaver in leavers)
+        {
+            var left = await Run(leaver);
+            var next = await Run(Checker);
+            Assert.NotEqual(left.Pid, next.Pid);
+            Assert.Equal(clean.Value.GetRawText(), next.Value.GetRawText());
+        }
     }
 
     [Fact]

@@ -21,6 +21,23 @@ public static class ProcessCpu
         return total;
     }
 
+    /// <summary>
+    /// CPU time of <paramref name="pid"/> and every live descendant, each with the children it has
+    /// reaped: the whole cost of a peer's scheduler and its workers, forked tasks included.
+    /// </summary>
+    public static TimeSpan OfTreeWithReaped(int pid)
+    {
+        var total = TimeSpan.Zero;
+        var pending = new Stack<int>([pid]);
+        while (pending.TryPop(out var next))
+        {
+            total += WithReapedChildren(next);
+            foreach (var child in Children(next)) pending.Push(child);
+        }
+
+        return total;
+    }
+
     /// <summary>CPU time of one process (all its threads); zero when it is gone.</summary>
     public static TimeSpan Of(int pid) => Read(pid, withReaped: false);
 

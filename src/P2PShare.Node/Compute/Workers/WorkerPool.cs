@@ -195,6 +195,15 @@ internal sealed partial class WorkerPool : IAsyncDisposable
         Refill();
     }
 
+    /// <summary>
+    /// Whether a rented worker may go straight on with its submitter's next task instead of coming
+    /// back: the same rules as <see cref="Return"/> keeping it.
+    /// </summary>
+    public bool CanKeep(IWorker worker)
+    {
+        lock (_gate) return !_disposed && worker.IsHealthy && worker.ProgramsLoaded < _recycleAfterPrograms && _boundTo.ContainsKey(worker);
+    }
+
     /// <summary>Disposes a rented worker that must not be reused (killed for a timeout or a cancel).</summary>
     public void Discard(IWorker worker, string reason)
     {

@@ -178,7 +178,8 @@ public sealed partial class WorkerProcess : IWorker
         _reportable = reportable;
         _logger = logger;
         _stdin = process.StandardInput.BaseStream;
-        _stdout = process.StandardOutput.BaseStream;
+        // Buffered: a response's prefix, header and body usually arrive in one read instead of three.
+        _stdout = new BufferedStream(process.StandardOutput.BaseStream, 64 * 1024);
         ProcessId = process.Id;
     }
 

@@ -193,8 +193,21 @@ public static class HostProbe
     /// nothing, and the sandbox's init (bwrap, PID 1) reaps them as soon as an idle worker's frozen
     /// sandbox is thawed for its next task.
     /// </summary>
-    public static List<ProcessView> Stragglers() =>
-        Descendants().Where(p => p.InSandbox && p.InnerPid > 2 && !p.Field("State").StartsWith('Z')).ToList();
+    /// <remarks>
+    /// A Python zygote's task process (its runner, forked ahead and kept while clean) lives between
+    /// tasks by design and is not counted: it is the zygote's own child, with the zygote's command line
+    /// and one thread. What a task starts is the runner's child, or bwrap's once orphaned, never the zygote's.
+    /// </remarks>
+    public static List<ProcessView> Stragglers()
+    {
+        var descendants = Descendants();
+        var byPid = descendants.ToDictionary(p => p.Pid);
+        bool IsRunner(ProcessView p) =>
+            byPid.TryGetValue(p.ParentPid, out var zygote) && zygote.InSandbox && zygote.InnerPid == 2
+            && zygote.CommandLine.Contains(PythonWorkerFactory.ScriptName, StringComparison.Ordinal) && p.CommandLine == zygote.CommandLine
+            && p.Field("Threads") == "1";
+        return descendants.Where(p => p.InSandbox && p.InnerPid > 2 && !p.Field("State").StartsWith('Z') && !IsRunner(p)).ToList();
+    }
 }
 
 /// <summary>Puts the check that sums up the suite after every hostile program.</summary>

@@ -9,14 +9,18 @@ It is a zygote: it starts behind the peer's kernel wall (or, with Compute:Isolat
 empty folder with an empty environment), imports the modules programs commonly use, makes itself
 non-dumpable (so a task cannot read or write it through /proc/PID/mem), lowers its resource limits
 and arms an audit hook that refuses network, processes, file access outside the interpreter's
-library, ctypes and the like; then it says hello. For every request it keeps the program's text
-(for later requests) and forks: the child closes the protocol pipes, waits until the zygote has set
-its own limits (RLIMIT_AS at its heap share, RLIMIT_CPU as a backstop), compiles and runs the program and writes
-its reply to a private pipe, then exits; the zygote relays the reply, or reports how the child died,
-and kills whatever the child left behind. So every task starts from a clean interpreter in about a
-millisecond, and nothing a task changes (modules, builtins, globals) reaches the next one. The peer
-binds a zygote to one submitter. Time slicing (the cgroup freezer, or SIGSTOP/SIGCONT to the
-zygote's process group), timeouts and cancels are the peer's: it stops or kills the whole sandbox.
+library, ctypes and the like; then it says hello. Programs never run in the zygote: it forks a task
+process (a runner) ahead of need, which closes the protocol pipes, waits until the zygote has set its
+limits (RLIMIT_AS at its heap share, RLIMIT_CPU as a backstop), and runs the zygote's requests in a
+fresh namespace each, compiling each program text once (the zygote keeps only the text). Behind the
+kernel wall a runner serves the next request too while it is clean -- its interpreter as the zygote
+left it (modules, builtins, import lists, signal handlers, timers, settings), one thread, its own
+descriptors, no process left in the sandbox, under half of its CPU and memory backstops -- else the
+zygote kills it and forks the next one, so nothing a task changes or leaves running meets another
+task. A fork costs ~2 ms of CPU; a reused runner tens of microseconds. The zygote relays the reply, or
+reports how the runner died, and kills whatever a task left behind. The peer binds a zygote to one
+submitter. Time slicing (the cgroup freezer, or SIGSTOP/SIGCONT to the zygote's process group),
+timeouts and cancels are the peer's: it stops or kills the whole sandbox.
 
 Usage: python3 -I -B p2pshare_worker.py HEAP_LIMIT_BYTES [CPU_SECONDS_PER_TASK] [--reap] [--no-audit-hook]
 
@@ -27,11 +31,14 @@ so that tests can show the kernel wall holding on its own. Never for a peer that
 """
 
 import builtins
+import gc
 import io
 import json
+import operator
 import os
 import resource
 import select
+import signal
 import struct
 import sys
 import time
@@ -360,6 +367,9 @@ def run(code, request):
         return reply(EXCEPTION, "Exception: %s%s" % (describe(e), where(e)), output.value())
     finally:
         sys.stdout, sys.stderr = saved
+        # The program's functions refer to this namespace and it to them: cleared, nothing of this
+        # task waits for the garbage collector in a process that may serve the next one.
+        namespace.clear()
 
 
 def drive(coroutine):
@@ -387,7 +397,7 @@ PRELOADED_MODULES = (
     "collections", "collections.abc", "itertools", "functools", "operator", "heapq", "bisect", "array",
     "copy", "dataclasses", "enum", "typing", "datetime", "time", "calendar", "hashlib", "hmac", "base64",
     "binascii", "zlib", "struct", "json", "csv", "io", "unicodedata", "difflib", "pprint", "contextlib",
-    "abc", "traceback", "inspect", "uuid",
+    "abc", "traceback", "inspect", "uuid", "threading",
 )
 PR_SET_DUMPABLE = 4
 KILLED_EXIT = 70  # the child's own code for "something failed before the program could answer"
@@ -433,42 +443,19 @@ def preload():
             pass
 
 
-def read_reply(fd, pid, limit):
-    """
-    Everything the child wrote, until it closed the pipe or, when a process it forked still holds
-    the pipe open, until the child has exited and the pipe holds nothing more (its leftovers are
-    reaped afterwards). (bytes or None when it wrote more than limit bytes, the child's wait status
-    or None when it has not been waited for yet.)
-    """
-    chunks, size, status = [], 0, None
-    while True:
-        # Only a descendant holding the pipe leaves it open after the child: then the pipe is polled.
-        if select.select([fd], [], [], 0.05)[0]:
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                return b"".join(chunks), status
-            size += len(chunk)
-            if size > limit:
-                return None, status
-            chunks.append(chunk)
-        elif status is not None:
-            return b"".join(chunks), status
-        else:
-            done, wait_status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                status = wait_status
-
-
-def reap_leftovers(own_pid):
-    """Kills every process of this PID namespace but PID 1 (the launcher) and the zygote: what a task
-    forked dies with it. Returns once they are gone (or zombies awaiting PID 1), at most after a
-    second: the peer freezes the sandbox after the reply, and a process frozen before its SIGKILL took
-    effect would live on, holding its memory, until the next thaw."""
+def reap_leftovers(own_pid, spare):
+    """Kills every process of this PID namespace but PID 1 (the launcher), the zygote and `spare` (a
+    runner that may serve again): what a task forked dies with it. Returns how many there were, once
+    they are gone (or zombies awaiting PID 1), at most after a second: the peer freezes the sandbox
+    after the reply, and a process frozen before its SIGKILL took effect would live on, holding its
+    memory, until the next thaw."""
     deadline = time.monotonic() + 1.0
+    found = 0
     while True:
-        alive = [pid for pid in other_pids(own_pid) if not is_zombie(pid)]
+        alive = [pid for pid in other_pids(own_pid) if pid != spare and not is_zombie(pid)]
         if not alive or time.monotonic() > deadline:
-            return
+            return found
+        found = found or len(alive)
         for pid in alive:
             try:
                 os.kill(pid, 9)
@@ -499,27 +486,128 @@ def frame(header, body=b""):
     return struct.pack("<ii", 4 + len(head) + len(body), len(head)) + head + body
 
 
-def run_in_child(source, request, sequence, protocol_fds, go, answer, heap_limit):
-    """The forked task: never returns. Its reply goes to the zygote through `answer`, never to the peer directly."""
+# What a runner tells the zygote in front of each reply (one byte): it still looks like a fresh
+# interpreter, it does not, or it ran out of memory.
+CLEAN, DIRTY, EXHAUSTED, READY = b"C", b"D", b"O", b"R"
+FORGED = b"F"  # not a runner's: the zygote's mark for bytes a task wrote to the runner's pipe itself
+
+
+def read_exact(fd, count):
+    """count bytes from a raw descriptor (no file objects: opening one is an audited event in a task's process), or None at EOF."""
+    parts, got = [], 0
+    while got < count:
+        chunk = os.read(fd, count - got)
+        if not chunk:
+            return None
+        parts.append(chunk)
+        got += len(chunk)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+class Snapshot:
+    """
+    The interpreter state a task can change from Python and a later task could see: every loaded
+    module's namespace (builtins included) by identity, which modules are loaded, the import
+    machinery's lists, signal handlers, interval timers and interpreter settings. Taken in a fresh
+    runner before its first task, compared after each task (~50 us); any difference retires the runner.
+    Threads, processes and descriptors a task leaves are checked by the zygote from /proc, out of the
+    task's reach.
+    """
+
+    def __init__(self):
+        self.is_ = operator.is_
+        self.signal = signal
+        self.gc = gc
+        self.modules = sys.modules
+        self.module_names = tuple(sys.modules)
+        self.module_objects = tuple(sys.modules.values())
+        self.namespaces = tuple((m.__dict__, len(m.__dict__), tuple(m.__dict__.values()))
+                                for m in self.module_objects if isinstance(getattr(m, "__dict__", None), dict))
+        self.lists = tuple((l, tuple(l)) for l in (sys.path, sys.meta_path, sys.path_hooks))
+        self.signals = tuple(s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP))
+        self.handlers = tuple(signal.getsignal(s) for s in self.signals)
+        self.settings = self.current_settings()
+        # Descriptors: a task's process may not read its own /proc/PID/fd (the hook), and the zygote may
+        # not either when the runner is non-dumpable, so one poll() over every possible descriptor with
+        # no events asked tells them apart: a closed one answers POLLNVAL, an open one stays silent.
+        self.poller = select.poll()
+        for fd in range(min(resource.getrlimit(resource.RLIMIT_NOFILE)[0], 4096)):
+            self.poller.register(fd, 0)
+        self.descriptors = self.poller.poll(0)
+
+    def current_settings(self):
+        digits = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 0
+        return (sys.getrecursionlimit(), sys.getswitchinterval(), digits, self.gc.isenabled(), self.gc.get_threshold(),
+                sys.getdefaultencoding(), sys.stdout, sys.stderr, sys.stdin, sys.excepthook, sys.displayhook)
+
+    def unchanged(self):
+        is_ = self.is_
+        if len(self.modules) != len(self.module_names) or not all(map(is_, self.modules.values(), self.module_objects)):
+            return False
+        for namespace, length, values in self.namespaces:
+            if len(namespace) != length or not all(map(is_, namespace.values(), values)):
+                return False
+        for current, saved in self.lists:
+            if len(current) != len(saved) or not all(map(is_, current, saved)):
+                return False
+        signal = self.signal
+        if not all(map(is_, map(signal.getsignal, self.signals), self.handlers)):
+            return False
+        if signal.getitimer(signal.ITIMER_REAL) != (0.0, 0.0) or signal.getitimer(signal.ITIMER_VIRTUAL) != (0.0, 0.0) \
+                or signal.getitimer(signal.ITIMER_PROF) != (0.0, 0.0):
+            return False
+        return self.settings == self.current_settings() and self.poller.poll(0) == self.descriptors
+
+
+def runner_main(protocol_fds, go, requests, answers, heap_limit, reusable):
+    """
+    A task process: never returns. It runs its zygote's requests one after another, each in a fresh
+    namespace, for as long as the interpreter stays as the zygote left it (see Snapshot), else
+    (or when not reusable) for one request; replies go to the zygote through `answers`, each behind a
+    byte saying whether this process may serve the next one.
+    """
     status = 0
     try:
         for fd in protocol_fds:
             os.close(fd)
         os.read(go, 1)  # the zygote has set this process's limits
         os.close(go)
-        try:
-            # The program is compiled here, in the task's own process: a text that exhausts the
-            # parser (deep nesting, huge literals) costs this task, never the zygote.
-            code, error = compile_program(source)
-            header, data = reply(COMPILE_ERROR, error) if code is None else run(code, request)
-        except MemoryError:
-            header, data = reply(OUT_OF_MEMORY, "OutOfMemory: the program exceeded the worker's memory limit of %d MiB" % (heap_limit >> 20))
-            status = 3
-        header["Sequence"] = sequence
-        message = frame(header, data)
-        view = memoryview(message)
-        while view:
-            view = view[os.write(answer, view):]
+        snapshot = Snapshot() if reusable else None
+        # Ready: the zygote counts this process's descriptors from here on.
+        os.write(answers, READY)
+        codes = {}
+        while True:
+            prefix = read_exact(requests, 4)
+            if prefix is None:
+                break
+            (length,) = struct.unpack("<i", prefix)
+            payload = read_exact(requests, length)
+            (header_length,) = struct.unpack("<i", payload[:4])
+            request = JSON_LOADS(payload[4:4 + header_length].decode("utf-8"))
+            key = request.get("Hash", "")
+            verdict = CLEAN
+            try:
+                if length > 4 + header_length:
+                    # The program is compiled here, in the task's own process: a text that exhausts the
+                    # parser (deep nesting, huge literals) costs this task, never the zygote.
+                    codes[key] = compile_program(payload[4 + header_length:].decode("utf-8", "replace"))
+                if key not in codes:
+                    header, data = reply(CRASHED, "Crashed: the task's process does not hold program %s" % key)
+                else:
+                    code, error = codes[key]
+                    header, data = reply(COMPILE_ERROR, error) if code is None else run(code, request)
+            except MemoryError:
+                header, data = reply(OUT_OF_MEMORY, "OutOfMemory: the program exceeded the worker's memory limit of %d MiB" % (heap_limit >> 20))
+                verdict = EXHAUSTED
+            if verdict == CLEAN and (snapshot is None or not snapshot.unchanged()):
+                verdict = DIRTY
+            header["Sequence"] = request.get("Sequence", 0)
+            view = memoryview(verdict + frame(header, data))
+            while view:
+                view = view[os.write(answers, view):]
+            if verdict != CLEAN:
+                status = 3 if verdict == EXHAUSTED else 0
+                break
     except MemoryError:
         status = KILLED_EXIT
     except BaseException:
@@ -527,76 +615,227 @@ def run_in_child(source, request, sequence, protocol_fds, go, answer, heap_limit
     os._exit(status)
 
 
+def proc_stat(pid):
+    """(CPU seconds, address space bytes) of a process from /proc/PID/stat; None when it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as stat:
+            text = stat.read()
+        fields = text[text.rindex(b")") + 2:].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS, int(fields[20])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def count_entries(path):
+    try:
+        return len(os.listdir(path))
+    except OSError:
+        return -1
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+class Runner:
+    """
+    The zygote's forked task process and the pipes to it. Behind the kernel wall (`reusable`) a runner
+    serves the zygote's tasks one after another while it stays clean: after each task the runner checks
+    its interpreter (Snapshot) and the zygote checks from outside what the task cannot hide or forge:
+    one thread, the descriptors it started with, no other process in the sandbox, CPU time and address
+    space within their per-task backstops. Anything else, and the runner is killed and the next task
+    gets a fresh fork. A fork costs ~2 ms of CPU here (zygote and child); reuse makes a trivial task
+    cost tens of microseconds. Runners only ever serve one zygote, and a zygote one submitter.
+    """
+
+    def __init__(self, protocol_fds, heap_limit, cpu_seconds, as_hard, reusable):
+        go_read, go_write = os.pipe()
+        request_read, request_write = os.pipe()
+        answer_read, answer_write = os.pipe()
+        base = address_space_bytes() if heap_limit > 0 else 0
+        pid = os.fork()
+        if pid == 0:
+            os.close(go_write)
+            os.close(request_write)
+            os.close(answer_read)
+            runner_main(protocol_fds, go_read, request_read, answer_write, heap_limit, reusable)
+        os.close(go_read)
+        os.close(request_read)
+        os.close(answer_write)
+        self.pid, self.requests, self.answers = pid, request_write, answer_read
+        self.programs = set()
+        self.status = None
+        self.reusable = reusable
+        # A runner serves many tasks: it is retired once it has used half of its CPU backstop or
+        # grown into half of its task share of address space, so every task still has the whole of each.
+        self.cpu_retire = cpu_seconds
+        self.as_retire = base + heap_limit // 2 if heap_limit > 0 else 0
+        try:
+            if heap_limit > 0:
+                limit = min(base + heap_limit, as_hard) if as_hard != resource.RLIM_INFINITY else base + heap_limit
+                resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
+            if cpu_seconds > 0:
+                backstop = 2 * cpu_seconds if reusable else cpu_seconds
+                resource.prlimit(pid, resource.RLIMIT_CPU, (backstop, backstop))
+            os.write(go_write, b"g")
+        finally:
+            os.close(go_write)
+        self.threads = 1
+        self.descriptors = -1
+        self.ready = False
+
+    def _await_ready(self):
+        """The runner's first byte says it is set up: its descriptors now are the ones it must keep."""
+        if not self.ready:
+            self.ready = self._read(1, 1) == READY
+            if self.ready and self.reusable:
+                self.descriptors = count_entries("/proc/%d/fd" % self.pid)
+        return self.ready
+
+    def send(self, request, key, source):
+        body = b"" if key in self.programs else source.encode("utf-8")
+        self.programs.add(key)
+        message = memoryview(frame(request, body))
+        while message:
+            message = message[os.write(self.requests, message):]
+
+    def receive(self, limit):
+        """(verdict byte, reply frame) or (None, why the runner died); the runner is dead or killed in the second case."""
+        head = self._read(5, limit) if self._await_ready() else None
+        if head is None:
+            return None, self._death("the task's process failed before it could answer")
+        if head[:1] not in (CLEAN, DIRTY, EXHAUSTED):
+            # The task wrote to the runner's pipe itself. What it wrote goes to the peer as it is, which
+            # judges it (a protocol violation) and ends this zygote: its pipe to the peer is spoilt.
+            forged = head + self._drain(limit)
+            self.kill()
+            return FORGED, forged
+        (length,) = struct.unpack("<i", head[1:5])
+        if length < 4 or length > limit:
+            self.kill()
+            return None, "the task wrote more than a reply may hold"
+        rest = self._read(length, limit)
+        if rest is None:
+            return None, self._death("the task's process failed before it could answer")
+        return head[:1], head[1:5] + rest
+
+    def _read(self, count, limit):
+        """count bytes from the runner; None when it closed the pipe or died (a process it forked may still hold the pipe open)."""
+        parts, got = [], 0
+        while got < count:
+            if select.select([self.answers], [], [], 0.05)[0]:
+                chunk = os.read(self.answers, count - got)
+                if not chunk:
+                    return None
+                parts.append(chunk)
+                got += len(chunk)
+            elif self.status is None:
+                done, wait_status = os.waitpid(self.pid, os.WNOHANG)
+                if done:
+                    self.status = wait_status
+            else:
+                return None
+        return b"".join(parts)
+
+    def _drain(self, limit):
+        """What is left in the pipe of a killed runner, at most limit bytes."""
+        parts, got = [], 0
+        while got < limit and select.select([self.answers], [], [], 0)[0]:
+            chunk = os.read(self.answers, min(1 << 16, limit - got))
+            if not chunk:
+                break
+            parts.append(chunk)
+            got += len(chunk)
+        return b"".join(parts)
+
+    def _death(self, fallback):
+        if self.status is None:
+            _, self.status = os.waitpid(self.pid, 0)
+        self.close()
+        if os.WIFSIGNALED(self.status):
+            return "the task's process was killed by signal %d" % os.WTERMSIG(self.status)
+        code = os.WEXITSTATUS(self.status)
+        if code == KILLED_EXIT:
+            return fallback
+        return "the task's process exited with code %d" % code
+
+    def still_clean(self):
+        """What the zygote sees from outside after a task: one thread, its own descriptors, CPU and memory backstops not half used."""
+        if not self.reusable:
+            return False
+        if count_entries("/proc/%d/task" % self.pid) != self.threads or count_entries("/proc/%d/fd" % self.pid) != self.descriptors:
+            return False
+        stat = proc_stat(self.pid)
+        if stat is None:
+            return False
+        cpu, address_space = stat
+        return (self.cpu_retire <= 0 or cpu < self.cpu_retire) and (self.as_retire <= 0 or address_space < self.as_retire)
+
+    def kill(self):
+        if self.status is None:
+            # Not once it was waited for: its PID may belong to another process by now.
+            try:
+                os.kill(self.pid, 9)
+            except OSError:
+                pass
+            _, self.status = os.waitpid(self.pid, 0)
+        self.close()
+
+    def close(self):
+        for fd in (self.requests, self.answers):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.requests = self.answers = -1
+
+
 def serve(protocol, protocol_fds, heap_limit, cpu_seconds, reap, zygote_pid):
     programs = {}
     as_hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    runner = None
     while True:
+        if runner is None:
+            # Forked ahead, while the peer has nothing for this zygote: a task finds its process ready.
+            runner = Runner(protocol_fds, heap_limit, cpu_seconds, as_hard, reusable=reap)
         message = protocol.read()
         if message is None:
+            runner.kill()
             return 0
         request, body = message
         sequence = request.get("Sequence", 0)
         key = request.get("Hash", "")
         if body:
-            # Kept as text: the zygote never parses a program (see run_in_child).
+            # Kept as text: the zygote never parses a program (see runner_main).
             programs[key] = body.decode("utf-8", "replace")
         if key not in programs:
             header, data = reply(CRASHED, "Crashed: the worker does not hold program %s" % key)
+            header["Sequence"] = sequence
+            protocol.write(header, data)
+            continue
+        runner.send(request, key, programs[key])
+        limit = int(request.get("MaxResultBytes", 0)) + int(request.get("MaxOutputBytes", 0)) + 4 * MAX_ERROR_CHARS + 4096
+        verdict, answer = runner.receive(min(limit, MAX_FRAME_BYTES))
+        if verdict is None:
+            runner = None
         else:
-            status, answer = fork_and_run(programs[key], request, sequence, protocol_fds, heap_limit, cpu_seconds, as_hard)
-            if reap:
-                reap_leftovers(zygote_pid)
-            if answer is not None:
-                protocol.out.write(answer)
-                protocol.out.flush()
-                if status == 3:
-                    return 3  # out of memory: as before the zygote, the peer starts a fresh one
-                continue
-            header, data = reply(CRASHED, "Crashed: %s" % status)
-        header["Sequence"] = sequence
-        protocol.write(header, data)
-
-
-def fork_and_run(source, request, sequence, protocol_fds, heap_limit, cpu_seconds, as_hard):
-    """Runs one request in a forked child. (exit status, the child's reply) or (why it died, None)."""
-    go_read, go_write = os.pipe()
-    answer_read, answer_write = os.pipe()
-    base = address_space_bytes() if heap_limit > 0 else 0
-    pid = os.fork()
-    if pid == 0:
-        os.close(go_write)
-        os.close(answer_read)
-        run_in_child(source, request, sequence, protocol_fds, go_read, answer_write, heap_limit)
-    os.close(go_read)
-    os.close(answer_write)
-    try:
-        if heap_limit > 0:
-            limit = min(base + heap_limit, as_hard) if as_hard != resource.RLIM_INFINITY else base + heap_limit
-            resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
-        if cpu_seconds > 0:
-            resource.prlimit(pid, resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
-        os.write(go_write, b"g")
-    finally:
-        os.close(go_write)
-    limit = int(request.get("MaxResultBytes", 0)) + int(request.get("MaxOutputBytes", 0)) + 4 * MAX_ERROR_CHARS + 4096
-    try:
-        data, wait_status = read_reply(answer_read, pid, min(limit, MAX_FRAME_BYTES))
-    finally:
-        os.close(answer_read)
-    if wait_status is None:
-        if data is None:
-            os.kill(pid, 9)
-        _, wait_status = os.waitpid(pid, 0)
-    if data is None:
-        return "the task wrote more than a reply may hold", None
-    if os.WIFSIGNALED(wait_status):
-        return "the task's process was killed by signal %d" % os.WTERMSIG(wait_status), None
-    code = os.WEXITSTATUS(wait_status)
-    if code in (0, 3) and data:
-        return code, data
-    if code == KILLED_EXIT:
-        return "the task's process failed before it could answer", None
-    return "the task's process exited with code %d" % code, None
+            # Whatever the task forked dies now; a task that forked anything leaves no clean runner.
+            left = reap_leftovers(zygote_pid, runner.pid) if reap else 0
+            if verdict != CLEAN or left or not runner.still_clean():
+                runner.kill()
+                runner = None
+        if reap and runner is None:
+            reap_leftovers(zygote_pid, None)
+        if verdict is None:
+            header, data = reply(CRASHED, "Crashed: %s" % answer)
+            header["Sequence"] = sequence
+            protocol.write(header, data)
+            continue
+        protocol.out.write(answer)
+        protocol.out.flush()
+        if verdict == FORGED:
+            return 4
+        if verdict == EXHAUSTED:
+            return 3  # out of memory: as before the zygote, the peer starts a fresh one
 
 
 def main():
@@ -643,7 +882,6 @@ def main():
         # zygote room to relay a large reply, and each task gets its share from there.
         base = address_space_bytes()
         resource.setrlimit(resource.RLIMIT_AS, (base + heap_limit, base + 2 * heap_limit))
-    import gc
     gc.collect()
     # Objects the zygote holds are never collected in a task, so forks share their pages.
     gc.freeze()
