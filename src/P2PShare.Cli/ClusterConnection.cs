@@ -34,6 +34,12 @@ public sealed record ConnectionSettings(IReadOnlyList<HostPort> Gateways, string
 public sealed class ClusterConnection : IAsyncDisposable
 {
     public static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(8);
+
+    /// <summary>
+    /// How long a transfer tries a peer's own gateway before it goes through the connected one: a
+    /// peer that advertises an address this machine cannot reach must not delay it much.
+    /// </summary>
+    public static readonly TimeSpan DirectConnectTimeout = TimeSpan.FromSeconds(3);
     private static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(3);
 
     private readonly IHost _host;
@@ -64,11 +70,12 @@ public sealed class ClusterConnection : IAsyncDisposable
 
     public IPeerGrain Peer(string name) => Client.GetGrain<IPeerGrain>(name);
 
-    public static async Task<ClusterConnection> ConnectAsync(ConnectionSettings settings, CancellationToken ct)
+    public static async Task<ClusterConnection> ConnectAsync(ConnectionSettings settings, CancellationToken ct, TimeSpan? timeout = null)
     {
         var described = settings.Describe();
+        var connectTimeout = timeout ?? ConnectTimeout;
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        deadline.CancelAfter(ConnectTimeout);
+        deadline.CancelAfter(connectTimeout);
 
         IPEndPoint[] endpoints = [];
         string? database = null;
@@ -77,7 +84,7 @@ public sealed class ClusterConnection : IAsyncDisposable
             if (settings.DatabaseConnectionString is { } connectionString)
             {
                 // Leave a second of the deadline for the gateway itself.
-                database = ClusterDatabase.Bounded(connectionString, ConnectTimeout - TimeSpan.FromSeconds(1));
+                database = ClusterDatabase.Bounded(connectionString, connectTimeout - TimeSpan.FromSeconds(1));
                 // Orleans' own failure there is a chain of exceptions after its connect timeout; this
                 // says in one line (exit 5) what is wrong, within the deadline.
                 var problem = await ClusterDatabase.FindProblemAsync(database, ClusterDatabase.MembershipQueryKeys, timeout: null, deadline.Token)
@@ -96,7 +103,7 @@ public sealed class ClusterConnection : IAsyncDisposable
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
         {
             throw new ClusterUnreachableException(described,
-                database is null ? "name resolution timed out" : $"no answer within {ConnectTimeout.TotalSeconds:0} s");
+                database is null ? "name resolution timed out" : $"no answer within {connectTimeout.TotalSeconds:0} s");
         }
 
         var lost = new ConnectionLossSignal();
@@ -115,7 +122,7 @@ public sealed class ClusterConnection : IAsyncDisposable
             }
 
             var reason = ex is OperationCanceledException
-                ? $"no answer within {ConnectTimeout.TotalSeconds:0} s"
+                ? $"no answer within {connectTimeout.TotalSeconds:0} s"
                 : database is not null && NoGateways(ex)
                     ? "no live peer is registered in the cluster database"
                     : ErrorReporting.OneLine(ErrorReporting.Innermost(ex));
@@ -200,6 +207,47 @@ public sealed class ClusterConnection : IAsyncDisposable
         }
 
         throw new UsageException($"cannot tell which peer serves gateway {_settings.Gateways[0]}; pass --peer NAME");
+    }
+
+    /// <summary>
+    /// A connection through <paramref name="peerName"/>'s own gateway, for bulk transfers. Through
+    /// any other gateway every chunk takes one more hop: that silo receives it and sends it on to
+    /// the peer's silo, spending its CPU and memory (measured in docs/BENCHMARKS.md). Null when this
+    /// connection already goes through that gateway alone, when the tracker does not know the peer,
+    /// or when its advertised gateway does not answer from here within <see cref="DirectConnectTimeout"/>;
+    /// the caller then keeps using this connection.
+    /// </summary>
+    public async Task<ClusterConnection?> ConnectToPeerGatewayAsync(string peerName, CancellationToken ct)
+    {
+        var peers = await Tracker.GetPeersAsync().ConfigureAwait(false);
+        var peer = peers.IsDefault ? null : peers.FirstOrDefault(p => p.Name == peerName);
+        if (peer is null || !HostPort.TryParse(peer.Report.Gateway, out var gateway))
+        {
+            return null;
+        }
+
+        if (_firstGateway is not null && _settings.Gateways.Count == 1)
+        {
+            if (string.Equals(peer.Report.Gateway, _settings.Gateways[0].ToString(), StringComparison.OrdinalIgnoreCase))
+            {
+                return null;
+            }
+
+            var advertised = await TryResolveAdvertisedAsync(peer.Report.Gateway, ct).ConfigureAwait(false);
+            if (advertised is null || Gateways.SameEndpoint(advertised, _firstGateway))
+            {
+                return null;
+            }
+        }
+
+        try
+        {
+            return await ConnectAsync(new ConnectionSettings([gateway], _settings.Origin), ct, DirectConnectTimeout).ConfigureAwait(false);
+        }
+        catch (ClusterUnreachableException)
+        {
+            return null;
+        }
     }
 
     public async ValueTask DisposeAsync()

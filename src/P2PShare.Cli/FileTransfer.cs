@@ -14,10 +14,16 @@ namespace P2PShare.Cli;
 /// written back to disk as it grows (<see cref="WriteBehind"/>). Memory stays bounded by
 /// <see cref="MaxInFlight"/> × chunk size whatever the file size, on this side and on the peer's.
 /// </summary>
-public sealed class FileTransfer(ClusterConnection cluster, string peerName)
+public sealed class FileTransfer(ClusterConnection cluster, string peerName, TransferTuning? tuning = null)
 {
-    /// <summary>Enough calls in flight to hide the round trip and the peer's write, few enough to bound memory (measured: docs/BENCHMARKS.md).</summary>
+    /// <summary>Enough calls in flight to hide the round trip and the peer's write, few enough to bound memory (measured against 4, 16 and 32: docs/BENCHMARKS.md).</summary>
     public const int MaxInFlight = 8;
+
+    /// <summary>
+    /// The chunk a transfer asks for (the peer's offer caps it). Measured against 256 KiB and 1 MiB
+    /// (docs/BENCHMARKS.md): the peer spent about 40% less CPU per GiB received, and the CLI held ~20 MB less.
+    /// </summary>
+    public const int DefaultChunkBytes = 64 * 1024;
 
     /// <summary>Caps the peer's chunk size so that a generous peer cannot make the CLI hold a lot.</summary>
     public const int MaxChunkBytes = 4 * 1024 * 1024;
@@ -26,6 +32,8 @@ public sealed class FileTransfer(ClusterConnection cluster, string peerName)
     private static readonly TimeSpan CleanupTimeout = TimeSpan.FromSeconds(5);
 
     private readonly IPeerGrain _peer = cluster.Peer(peerName);
+    private readonly int _window = (tuning ?? TransferTuning.Default).Window;
+    private readonly int _chunkLimit = (tuning ?? TransferTuning.Default).ChunkBytes;
 
     public static string TempPathFor(string destination)
     {
@@ -86,7 +94,7 @@ public sealed class FileTransfer(ClusterConnection cluster, string peerName)
         {
             while (offset < size)
             {
-                if (inFlight.Count == MaxInFlight) await inFlight.Dequeue().ConfigureAwait(false);
+                if (inFlight.Count == _window) await inFlight.Dequeue().ConfigureAwait(false);
                 ct.ThrowIfCancellationRequested();
                 var count = (int)Math.Min(chunkSize, size - offset);
                 // Read straight into the memory Orleans will send from: no copy, no array per chunk.
@@ -149,7 +157,7 @@ public sealed class FileTransfer(ClusterConnection cluster, string peerName)
             {
                 while (written < file.Size)
                 {
-                    while (pending.Count < MaxInFlight && requested < file.Size)
+                    while (pending.Count < _window && requested < file.Size)
                     {
                         var count = (int)Math.Min(chunkSize, file.Size - requested);
                         pending.Enqueue((requested, count, ReadChunkAsync(ticket.DownloadId, requested, count)));
@@ -218,14 +226,14 @@ public sealed class FileTransfer(ClusterConnection cluster, string peerName)
     private Task<PooledBuffer> ReadChunkAsync(Guid downloadId, long offset, int count) =>
         PeerCall.RunAsync(peerName, () => _peer.ReadPooledChunkAsync(downloadId, offset, count));
 
-    private static int ChunkSize(int offered)
+    private int ChunkSize(int offered)
     {
         if (offered <= 0)
         {
             throw new IntegrityException($"the peer offered an invalid chunk size ({offered})");
         }
 
-        return Math.Min(offered, MaxChunkBytes);
+        return Math.Min(offered, _chunkLimit);
     }
 
     private async Task QuietlyAsync(Func<Task> cleanup)
@@ -264,5 +272,38 @@ public sealed class FileTransfer(ClusterConnection cluster, string peerName)
         catch (UnauthorizedAccessException)
         {
         }
+    }
+}
+
+/// <summary>
+/// Chunks in flight and the largest chunk a transfer asks for (the peer's offer caps it further).
+/// The defaults come from measurement (docs/BENCHMARKS.md); the environment variables exist to
+/// repeat that measurement, not as everyday settings.
+/// </summary>
+public sealed record TransferTuning(int Window, int ChunkBytes)
+{
+    public const string WindowVariable = "P2PSHARE_FILE_WINDOW";
+    public const string ChunkBytesVariable = "P2PSHARE_FILE_CHUNK_BYTES";
+    public const int MaxWindow = 64;
+    public const int MinChunkBytes = 4096;
+
+    public static TransferTuning Default { get; } = new(FileTransfer.MaxInFlight, FileTransfer.DefaultChunkBytes);
+
+    /// <exception cref="UsageException">A variable is set to something out of range.</exception>
+    public static TransferTuning FromEnvironment(Func<string, string?> read) => new(
+        Read(read, WindowVariable, 1, MaxWindow, Default.Window),
+        Read(read, ChunkBytesVariable, MinChunkBytes, FileTransfer.MaxChunkBytes, Default.ChunkBytes));
+
+    private static int Read(Func<string, string?> read, string name, int min, int max, int fallback)
+    {
+        var text = read(name);
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            return fallback;
+        }
+
+        return int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var value) && value >= min && value <= max
+            ? value
+            : throw new UsageException($"{name}={text} is not an integer {min}..{max}");
     }
 }

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Unicode;
@@ -33,7 +32,7 @@ internal sealed class LegacyPeerHandler(
         "CPU_TASK" => RunTaskAsync(request, cancellationToken),
         "SET_MEM" => SetMemoryAsync(request),
         "GET_MEM" => GetMemoryAsync(request),
-        "PUT_FILE" => PutFileAsync(request),
+        "PUT_FILE" => PutFileAsync(request, cancellationToken),
         "GET_FILE" => GetFileAsync(request, cancellationToken),
         "STATUS" => Task.FromResult(Status()),
         "PING" => Task.FromResult(LegacyReply.Pong),
@@ -163,39 +162,45 @@ internal sealed class LegacyPeerHandler(
 
     // ---- files ----
 
-    private async Task<LegacyReply> PutFileAsync(LegacyRequest request)
+    private async Task<LegacyReply> PutFileAsync(LegacyRequest request, CancellationToken cancellationToken)
     {
         var name = request.RequiredString("filename");
         if (request.Field("data") is not { } data || data.ValueKind != JsonValueKind.String)
             throw new LegacyProtocolException("PUT_FILE needs 'data' (the file's bytes in base64, a string)");
-        if (!data.TryGetBytesFromBase64(out var bytes))
-            throw new LegacyProtocolException("'data' of PUT_FILE is not valid base64");
-        if (bytes.LongLength > options.MaxFileBytes)
-            throw new LegacyProtocolException($"file too large: {Bytes.Format(bytes.LongLength)}; this port takes files up to {Bytes.Format(options.MaxFileBytes)} (Legacy:MaxFileBytes)");
+        var file = Base64FileUpload.Of(data) ?? throw new LegacyProtocolException("'data' of PUT_FILE is not valid base64");
+        if (file.Size > options.MaxFileBytes)
+            throw new LegacyProtocolException($"file too large: {Bytes.Format(file.Size)}; this port takes files up to {Bytes.Format(options.MaxFileBytes)} (Legacy:MaxFileBytes)");
 
         var peer = Self;
-        var ticket = await peer.BeginUploadAsync(name, bytes.LongLength).ConfigureAwait(false);
+        var ticket = await peer.BeginUploadAsync(name, file.Size).ConfigureAwait(false);
+        // The request is counted already; its chunks in flight count too, like a GET_FILE's pieces.
+        var reserved = file.Footprint(ticket.MaxChunkBytes);
+        if (!await budget.TryAcquireAsync(reserved, options.StallTimeout, cancellationToken).ConfigureAwait(false))
+        {
+            await AbortQuietlyAsync(peer, ticket.UploadId).ConfigureAwait(false);
+            return LegacyReply.Error($"the gateway is busy receiving other large messages ({Bytes.Format(budget.Used)} held); try again");
+        }
+
         try
         {
-            for (var offset = 0; offset < bytes.Length; offset += ticket.MaxChunkBytes)
-            {
-                var count = Math.Min(ticket.MaxChunkBytes, bytes.Length - offset);
-                await peer.WriteChunkAsync(ticket.UploadId, offset, bytes.AsSpan(offset, count).ToArray()).ConfigureAwait(false);
-            }
-
-            await peer.CompleteUploadAsync(ticket.UploadId, Convert.ToHexStringLower(SHA256.HashData(bytes))).ConfigureAwait(false);
+            var sha256 = await file.SendAsync(peer, ticket).ConfigureAwait(false);
+            await peer.CompleteUploadAsync(ticket.UploadId, sha256).ConfigureAwait(false);
         }
         catch
         {
             await AbortQuietlyAsync(peer, ticket.UploadId).ConfigureAwait(false);
             throw;
         }
+        finally
+        {
+            budget.Release(reserved);
+        }
 
         return LegacyReply.Status("OK", w =>
         {
             w.WriteString("operation", "PUT_FILE");
             w.WriteString("filename", name);
-            w.WriteNumber("size", bytes.LongLength);
+            w.WriteNumber("size", file.Size);
         });
     }
 

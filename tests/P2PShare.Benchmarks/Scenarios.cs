@@ -712,19 +712,28 @@ internal sealed class Scenarios(ClusterConnection cluster, BenchOptions options)
             if (dd.ExitCode != 0) throw new InvalidOperationException($"dd failed: {dd.Stderr}");
             var ddWrite = await DdWriteAsync(dir.FullName, options.FileMiB);
 
+            // The CLI connects to the first peer's gateway; since the transfer goes to the target's own
+            // gateway, that first peer should carry none of it (it relayed every chunk before).
             var peerPid = PeerPid(peer);
+            var firstPid = PeerPid(_peers[0]);
             var peerIdle = FileScenarioMemory.RssMiB(peerPid);
+            var firstIdle = FileScenarioMemory.RssMiB(firstPid);
             Processes.ResetPeak(peerPid);
+            Processes.ResetPeak(firstPid);
             var put = await Processes.RunAsync(cli, ["file", "put", source, "--name", "bench.bin", "--peer", peer]);
             if (put.ExitCode != 0) throw new InvalidOperationException($"file put failed: {put.Stderr}");
             var peerPutPeak = Processes.PeakRssMiB(peerPid);
+            var firstPutPeak = Processes.PeakRssMiB(firstPid);
 
             var peerIdleBeforeGet = FileScenarioMemory.RssMiB(peerPid);
+            var firstIdleBeforeGet = FileScenarioMemory.RssMiB(firstPid);
             Processes.ResetPeak(peerPid);
+            Processes.ResetPeak(firstPid);
             var target = Path.Combine(dir.FullName, "back.bin");
             var get = await Processes.RunAsync(cli, ["file", "get", "bench.bin", "-o", target, "--peer", peer]);
             if (get.ExitCode != 0) throw new InvalidOperationException($"file get failed: {get.Stderr}");
             var peerGetPeak = Processes.PeakRssMiB(peerPid);
+            var firstGetPeak = Processes.PeakRssMiB(firstPid);
             if (new FileInfo(target).Length != bytes) throw new InvalidOperationException("the file came back with another size");
             await Processes.RunAsync(cli, ["file", "rm", "bench.bin", "--peer", peer]);
 
@@ -743,6 +752,9 @@ internal sealed class Scenarios(ClusterConnection cluster, BenchOptions options)
                 ["peerGetPeakRssMB"] = peerGetPeak is { } b ? Samples.Round(b) : null,
                 ["peerPutAboveIdleMB"] = FileScenarioMemory.AboveIdle(peerPutPeak, peerIdle),
                 ["peerGetAboveIdleMB"] = FileScenarioMemory.AboveIdle(peerGetPeak, peerIdleBeforeGet),
+                ["gatewayPeer"] = _peers[0],
+                ["gatewayPeerPutAboveIdleMB"] = FileScenarioMemory.AboveIdle(firstPutPeak, firstIdle),
+                ["gatewayPeerGetAboveIdleMB"] = FileScenarioMemory.AboveIdle(firstGetPeak, firstIdleBeforeGet),
                 ["ddMBps"] = Samples.Round(ddWrite),
             };
         }

@@ -58,9 +58,9 @@ public static class FileCommands
             {
                 var peerName = await ctx.PeerAsync(peerOption).ConfigureAwait(false);
                 var size = new FileInfo(path).Length;
-                var stored = await TransferProgress.For(ctx.Output.Json).RunAsync(
+                var stored = await TransferAsync(ctx, peerName, transfer => TransferProgress.For(ctx.Output.Json).RunAsync(
                     $"put {remote}", size,
-                    progress => new FileTransfer(ctx.Cluster, peerName).UploadAsync(path, remote, progress, ct))
+                    progress => transfer.UploadAsync(path, remote, progress, ct)))
                     .ConfigureAwait(false);
                 Report(ctx.Output, stored, $"uploaded to {peerName}");
             }).ConfigureAwait(false);
@@ -85,12 +85,38 @@ public static class FileCommands
             return await runner.RunAsync(parse, ct, async ctx =>
             {
                 var peerName = await ctx.PeerAsync(peerOption).ConfigureAwait(false);
-                var transfer = new FileTransfer(ctx.Cluster, peerName);
-                var stored = await DownloadWithProgressAsync(ctx, transfer, peerName, name, destination).ConfigureAwait(false);
+                var stored = await TransferAsync(ctx, peerName, transfer => DownloadWithProgressAsync(ctx, transfer, peerName, name, destination))
+                    .ConfigureAwait(false);
                 Report(ctx.Output, stored, $"downloaded to {destination}");
             }).ConfigureAwait(false);
         });
         return command;
+    }
+
+    /// <summary>
+    /// Runs a transfer through the peer's own gateway when it answers, so its chunks do not pass
+    /// through the silo the CLI first connected to; otherwise through that one.
+    /// </summary>
+    private static async Task<StoredFileInfo> TransferAsync(CommandContext ctx, string peerName, Func<FileTransfer, Task<StoredFileInfo>> run)
+    {
+        var tuning = TransferTuning.FromEnvironment(Environment.GetEnvironmentVariable);
+        await using var direct = await ctx.Cluster.ConnectToPeerGatewayAsync(peerName, ctx.Cancel).ConfigureAwait(false);
+        var transfer = new FileTransfer(direct ?? ctx.Cluster, peerName, tuning);
+        if (direct is null)
+        {
+            return await run(transfer).ConfigureAwait(false);
+        }
+
+        try
+        {
+            // As the runner does for the first connection: calls take no token, so a lost gateway
+            // would otherwise leave them waiting for the full response timeout.
+            return await run(transfer).WaitAsync(direct.ConnectionLost).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException ex) when (direct.ConnectionLost.IsCancellationRequested && !ctx.Cancel.IsCancellationRequested)
+        {
+            throw new PeerUnavailableException(peerName, "the connection to its gateway was lost", ex);
+        }
     }
 
     private static async Task<StoredFileInfo> DownloadWithProgressAsync(

@@ -21,19 +21,7 @@ public sealed class LegacyClusterFixture : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        Peers = await PeerCluster.StartAsync(3, services => services.AddP2PShareLegacyGateway().Configure<LegacyOptions>(o =>
-        {
-            o.PeerPort = 0;
-            o.TrackerPort = 0;
-            o.BindAddress = "127.0.0.1";
-            o.MaxFrameBytes = MaxFrameBytes;
-            o.MaxFileBytes = MaxFileBytes;
-            o.MaxBufferedBytes = 2L * MaxFrameBytes; // two large messages at once
-            o.MaxConnections = MaxConnections;
-            o.StallTimeout = StallTimeout;
-            o.IdleTimeout = IdleTimeout;
-            o.ExternalPeerTimeout = TimeSpan.FromSeconds(30);
-        }));
+        Peers = await PeerCluster.StartAsync(3, services => services.AddP2PShareLegacyGateway().Configure<LegacyOptions>(Configure));
         // Every peer's seed-protocol endpoint is known to the tracker (executed_by, REQUEST_CPU use it).
         await Eventually.TrueAsync(async () =>
             (await Peers.Tracker.GetPeersAsync()).Count(p => SeedProtocolEndpoint.Of(p.Report) is not null) == 3,
@@ -41,6 +29,21 @@ public sealed class LegacyClusterFixture : IAsyncLifetime
     }
 
     public async Task DisposeAsync() => await Peers.DisposeAsync();
+
+    /// <summary>The small limits and short timeouts of these tests' seed-protocol ports.</summary>
+    public static void Configure(LegacyOptions o)
+    {
+        o.PeerPort = 0;
+        o.TrackerPort = 0;
+        o.BindAddress = "127.0.0.1";
+        o.MaxFrameBytes = MaxFrameBytes;
+        o.MaxFileBytes = MaxFileBytes;
+        o.MaxBufferedBytes = 2L * MaxFrameBytes; // two large messages at once
+        o.MaxConnections = MaxConnections;
+        o.StallTimeout = StallTimeout;
+        o.IdleTimeout = IdleTimeout;
+        o.ExternalPeerTimeout = TimeSpan.FromSeconds(30);
+    }
 
     public LegacyGateway Gateway(string peer) => Peers.Silo(peer).ServiceProvider.GetRequiredService<LegacyGateway>();
 
