@@ -46,7 +46,7 @@ internal static class PeerSwitches
         new("--report-interval", "Tracker:ReportInterval", typeof(TimeSpan), "TIME",
             "load report period", Duration(TrackerOptions.DefaultReportInterval)),
         new("--slots", "Compute:Slots", typeof(int), "N",
-            "tasks run at once", "the processor count"),
+            "tasks run at once", "the cores the peer really has (affinity and cgroup CPU quota)"),
         new("--quantum", "Compute:Quantum", typeof(TimeSpan), "TIME",
             "time slice when more tasks are runnable than slots", Duration(ComputeOptions.DefaultQuantum)),
         new("--legacy-port", "Legacy:PeerPort", typeof(int?), "N",

@@ -25,7 +25,7 @@ public sealed class PeerCommandLineTests
         { "--disk-quota", "Disk:QuotaBytes", "10737418240 (10 GiB)" },
         { "--max-file-size", "Disk:MaxFileBytes", "4294967296 (4 GiB)" },
         { "--report-interval", "Tracker:ReportInterval", "00:00:02" },
-        { "--slots", "Compute:Slots", "the processor count" },
+        { "--slots", "Compute:Slots", "the cores the peer really has (affinity and cgroup CPU quota)" },
         { "--quantum", "Compute:Quantum", "00:00:00.100" },
         { "--legacy-port", "Legacy:PeerPort", "off" },
         { "--tracker-legacy-port", "Legacy:TrackerPort", "off" },
