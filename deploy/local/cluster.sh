@@ -356,16 +356,18 @@ cmd_status() {
     return 0
   fi
   local name index pid state
-  local legacy http
-  printf '%-10s %8s %6s %8s %7s %6s  %s\n' NAME PID SILO GATEWAY LEGACY HTTP STATE
+  local legacy redis http
+  printf '%-10s %8s %6s %8s %7s %6s %6s  %s\n' NAME PID SILO GATEWAY LEGACY REDIS HTTP STATE
   while read -r name; do
     index=$(peer_index "$name")
     if pid=$(peer_alive_pid "$name"); then state=$(peer_state "$index"); else pid=-; state=stopped; fi
     legacy=-
     [[ $legacy_base == off ]] || legacy=$((legacy_base + index - 1))
+    redis=-
+    [[ $resp_base == off ]] || redis=$((resp_base + index - 1))
     http=-
     [[ $http_base == off ]] || http=$((http_base + index - 1))
-    printf '%-10s %8s %6s %8s %7s %6s  %s\n' "$name" "$pid" $((silo_base + index - 1)) $((gateway_base + index - 1)) "$legacy" "$http" "$state"
+    printf '%-10s %8s %6s %8s %7s %6s %6s  %s\n' "$name" "$pid" $((silo_base + index - 1)) $((gateway_base + index - 1)) "$legacy" "$redis" "$http" "$state"
   done < <(all_peer_names)
   [[ $http_base == off ]] || echo "status page: http://$(url_host):$http_base/$([[ $dashboard == off ]] || echo " (Orleans Dashboard at /dashboard/)")"
   [[ $tracker_legacy_port == off ]] || echo "seed-protocol tracker port: $tracker_legacy_port (on peer-1)"

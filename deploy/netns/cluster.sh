@@ -30,6 +30,10 @@
 #   P2PSHARE_NETNS_SILO_PORT, P2PSHARE_NETNS_GATEWAY_PORT
 #                           ports of every peer on its own host (default 11111 and 30000; each
 #                           host has its own ports, so they never clash)
+#   P2PSHARE_NETNS_RESP_PORT
+#                           Redis-protocol (RESP2) port of every peer, bound to its host's lab
+#                           address, e.g. `redis-cli -h 10.77.0.11 -p 26379` for peer-1 (default
+#                           off: none; the port has no password, and the lab's bridge is private)
 #   P2PSHARE_START_TIMEOUT  seconds `up`/`start` wait for the peers (default 90)
 #   P2PSHARE_STOP_TIMEOUT   seconds a peer gets to exit after SIGTERM (default 20)
 #
@@ -47,6 +51,7 @@ prefix=${P2PSHARE_NETNS_PREFIX:-p2ps}
 subnet=${P2PSHARE_NETNS_SUBNET:-10.77.0.0/24}
 silo_port=${P2PSHARE_NETNS_SILO_PORT:-11111}
 gateway_port=${P2PSHARE_NETNS_GATEWAY_PORT:-30000}
+resp_port=${P2PSHARE_NETNS_RESP_PORT:-off}
 start_timeout=${P2PSHARE_START_TIMEOUT:-90}
 stop_timeout=${P2PSHARE_STOP_TIMEOUT:-20}
 lab_size=0
@@ -96,6 +101,12 @@ check_ports() {
     fi
   done
   ((silo_port != gateway_port)) || die "$EXIT_USAGE" "silo and gateway port must differ"
+  if [[ $resp_port != off ]]; then
+    if ! is_uint "$resp_port" || ((resp_port < 1 || resp_port > 65535)); then
+      die "$EXIT_USAGE" "P2PSHARE_NETNS_RESP_PORT must be a port or 'off', got '$resp_port'"
+    fi
+    ((resp_port != silo_port && resp_port != gateway_port)) || die "$EXIT_USAGE" "the Redis port must differ from the silo and gateway ports"
+  fi
 }
 
 bridge_name() { echo "$prefix-br0"; }
@@ -121,8 +132,8 @@ lab_env_file() { echo "$lab_dir/lab.env"; }
 
 # What `up` chose is recorded before anything is created, so that `down` can always find it.
 save_lab_env() {
-  printf 'size=%s\nprefix=%s\nsubnet=%s\nsilo_port=%s\ngateway_port=%s\n' \
-    "$lab_size" "$prefix" "$subnet" "$silo_port" "$gateway_port" >"$(lab_env_file)"
+  printf 'size=%s\nprefix=%s\nsubnet=%s\nsilo_port=%s\ngateway_port=%s\nresp_port=%s\n' \
+    "$lab_size" "$prefix" "$subnet" "$silo_port" "$gateway_port" "$resp_port" >"$(lab_env_file)"
 }
 
 load_lab_env() {
@@ -136,6 +147,7 @@ load_lab_env() {
       subnet) subnet=$value ;;
       silo_port) silo_port=$value ;;
       gateway_port) gateway_port=$value ;;
+      resp_port) resp_port=$value ;;
     esac
   done <"$file"
   is_uint "$lab_size" || return 1
@@ -344,6 +356,7 @@ start_peer() {
   # --name and --data-dir first and together: peer_alive_pid recognises the peer by them.
   args=(--name "$name" --data-dir "$(data_dir "$name")" --clustering postgres --address "$(peer_ip "$name")"
     --silo-port "$silo_port" --gateway-port "$gateway_port")
+  [[ $resp_port == off ]] || args+=(--resp-port "$resp_port" --resp-bind "$(peer_ip "$name")")
   # The connection string (it holds a password) goes through the environment, not the
   # world-readable command line. The peer's working folder is the lab, and core dumps are off,
   # so an aborting peer (a cut-off silo that learns it was declared dead) leaves nothing behind.
@@ -547,6 +560,7 @@ cmd_up() {
   subnet=${P2PSHARE_NETNS_SUBNET:-10.77.0.0/24}
   silo_port=${P2PSHARE_NETNS_SILO_PORT:-11111}
   gateway_port=${P2PSHARE_NETNS_GATEWAY_PORT:-30000}
+  resp_port=${P2PSHARE_NETNS_RESP_PORT:-off}
   check_prefix
   check_subnet
   check_ports

@@ -140,7 +140,10 @@ public static class MemCommands
     private static Command MultiGet(CommandRunner runner, Option<string> peerOption)
     {
         var keys = new Argument<string[]>("KEY") { Description = "The keys to read", Arity = ArgumentArity.OneOrMore };
-        var command = new Command("mget", "Read several values in one consistent look: a table (text, or the size of binary values), or --json with base64") { keys };
+        var command = new Command("mget",
+            "Read several values in one consistent look: a table (text, or the size of binary values), or --json with base64. "
+            + "Every key is shown, a missing one as (missing), null in --json; then, as `mem get` does for its key, "
+            + "exit 3 with one error line naming the missing keys") { keys };
         command.SetAction((parse, ct) => runner.RunAsync(parse, ct, async ctx =>
         {
             var names = parse.GetRequiredValue(keys);
@@ -151,20 +154,39 @@ public static class MemCommands
                 ctx.Output.WriteJson(names.Select((name, i) => values[i] is { } v
                     ? new MemoryValueView(name, v.LongLength, Convert.ToBase64String(v), TryDecode(v))
                     : null).ToArray());
-                return;
             }
-
-            var table = Output.NewTable("Key", "Size", "Value");
-            for (var i = 0; i < names.Length; i++)
+            else
             {
-                var value = values[i];
-                Output.AddRow(table, names[i], value is null ? "-" : Bytes.Format(value.LongLength),
-                    value is null ? "(missing)" : TryDecode(value) is { } text && !text.Any(char.IsControl) ? text : $"(binary; `mem get {names[i]}` writes its bytes)");
+                var table = Output.NewTable("Key", "Size", "Value");
+                for (var i = 0; i < names.Length; i++)
+                {
+                    var value = values[i];
+                    Output.AddRow(table, names[i], value is null ? "-" : Bytes.Format(value.LongLength),
+                        value is null ? "(missing)" : TryDecode(value) is { } text && !text.Any(char.IsControl) ? text : $"(binary; `mem get {names[i]}` writes its bytes)");
+                }
+
+                ctx.Output.WriteTable(table);
             }
 
-            ctx.Output.WriteTable(table);
+            // A script that reads several keys must be able to tell "all there" from the exit code alone.
+            if (MissingKeysError(names, values, peerName) is { } missing) throw missing;
         }));
         return command;
+    }
+
+    /// <summary>
+    /// The error for the keys <paramref name="values"/> has no value for, null when every key has one:
+    /// one line, the same kind as <c>mem get</c>'s missing key (exit 3).
+    /// </summary>
+    public static P2PShareException? MissingKeysError(IReadOnlyList<string> names, IReadOnlyList<byte[]?> values, string peerName)
+    {
+        var missing = names.Where((_, i) => values[i] is null).Distinct(StringComparer.Ordinal).ToList();
+        if (missing.Count == 0) return null;
+        if (missing.Count == 1) return new P2PShareException(ErrorKind.NotFound, $"key '{missing[0]}' not found on {peerName}");
+        const int Shown = 5;
+        var listed = string.Join(", ", missing.Take(Shown).Select(k => $"'{k}'")) + (missing.Count > Shown ? $" and {missing.Count - Shown} more" : "");
+        var asked = names.Distinct(StringComparer.Ordinal).Count();
+        return new P2PShareException(ErrorKind.NotFound, $"{missing.Count} of {asked} keys not found on {peerName}: {listed}");
     }
 
     private static Command Delete(CommandRunner runner, Option<string> peerOption)

@@ -37,6 +37,9 @@ public class LocalCluster : IAsyncLifetime
     /// <summary>HTTP port of peer-1 (status page, probes, metrics); peer-k listens on base+k-1.</summary>
     public int HttpPortBase { get; private set; }
 
+    /// <summary>Redis-protocol (RESP2) port of peer-1; peer-k listens on base+k-1.</summary>
+    public int RespPortBase { get; private set; }
+
     /// <summary>The status page of peer <paramref name="index"/> (1-based).</summary>
     public Uri HttpBase(int index = 1) => new($"http://127.0.0.1:{HttpPortBase + index - 1}/");
 
@@ -45,6 +48,12 @@ public class LocalCluster : IAsyncLifetime
     /// statistics timer to every silo.
     /// </summary>
     protected virtual bool Dashboard => false;
+
+    /// <summary>
+    /// Peer settings for this cluster as <c>P2PSHARE__SECTION__KEY</c> variables (the peers inherit
+    /// cluster.sh's environment), e.g. a small memory quota a test can fill.
+    /// </summary>
+    protected virtual IReadOnlyDictionary<string, string> PeerSettings => new Dictionary<string, string>();
 
     public IEnumerable<string> PeerNames => Enumerable.Range(1, Size).Select(i => $"peer-{i}");
 
@@ -63,6 +72,11 @@ public class LocalCluster : IAsyncLifetime
             }
         }
 
+        foreach (var (name, value) in PeerSettings)
+        {
+            _environment[name] = value;
+        }
+
         try
         {
             await StartAsync();
@@ -79,13 +93,16 @@ public class LocalCluster : IAsyncLifetime
         ProcessResult up = null!;
         for (var attempt = 1; attempt <= 3; attempt++)
         {
-            var ports = FreePorts.PickRuns(Size, 5);
-            (SiloPortBase, GatewayPortBase, LegacyPortBase, TrackerLegacyPort, HttpPortBase) = (ports[0], ports[1], ports[2], ports[3], ports[4]);
+            // Every port from a free run: cluster.sh's defaults (26379 for RESP, ...) may belong to a
+            // developer's own cluster on this machine.
+            var ports = FreePorts.PickRuns(Size, 6);
+            (SiloPortBase, GatewayPortBase, LegacyPortBase, TrackerLegacyPort, HttpPortBase, RespPortBase) = (ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]);
             _environment["P2PSHARE_SILO_PORT_BASE"] = SiloPortBase.ToString();
             _environment["P2PSHARE_GATEWAY_PORT_BASE"] = GatewayPortBase.ToString();
             _environment["P2PSHARE_LEGACY_PORT_BASE"] = LegacyPortBase.ToString();
             _environment["P2PSHARE_TRACKER_LEGACY_PORT"] = TrackerLegacyPort.ToString();
             _environment["P2PSHARE_HTTP_PORT_BASE"] = HttpPortBase.ToString();
+            _environment["P2PSHARE_RESP_PORT_BASE"] = RespPortBase.ToString();
             _environment["P2PSHARE_HTTP_BIND"] = null;
             _environment["P2PSHARE_DASHBOARD"] = Dashboard ? "on" : "off";
             up = await ClusterScriptAsync(UpTimeout, "up", Size.ToString());
