@@ -636,11 +636,19 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
     private ScheduledTask? SendAheadLocked(ScheduledTask running, IWorker worker)
     {
         if (_disposed || running.State != ScheduledTaskState.Running
-            || !_submitters.TryGetValue(running.Submitter, out var state) || state.Queue.First is not { } first) return null;
+            || !_submitters.TryGetValue(running.Submitter, out var state) || state.Queue.First is not { } first)
+        {
+            return null;
+        }
+
         var next = first.Value;
         var paused = _live - _holders.Count;
         if (paused > 0 || _queued != state.Queue.Count || next.Request.Language != running.Request.Language
-            || next.Request.ProgramHash != running.Request.ProgramHash || !PoolOf(running).CanKeep(worker)) return null;
+            || next.Request.ProgramHash != running.Request.ProgramHash || !PoolOf(running).CanKeep(worker))
+        {
+            return null;
+        }
+
         state.Queue.Remove(first);
         next.QueueNode = null;
         next.State = ScheduledTaskState.SentAhead;

@@ -190,7 +190,10 @@ internal sealed partial class WorkerPool : IAsyncDisposable
                 // writes or signals) per task. What its last task left running runs at most that long.
                 var frozen = _freezeAfter == TimeSpan.Zero;
                 // Frozen before anyone can rent it, so it never runs a task frozen: under the lock.
-                if (frozen) worker.Freeze();
+                if (frozen)
+                {
+                    worker.Freeze();
+                }
                 else if (!_freezerArmed)
                 {
                     _freezerArmed = true;
