@@ -20,6 +20,7 @@ public sealed class ComputeOptions : IValidatableObject
     public static readonly TimeSpan DefaultMaxTimeout = TimeSpan.FromHours(1);
     public static readonly TimeSpan DefaultJobRetention = TimeSpan.FromHours(24);
     public static readonly TimeSpan DefaultIdleWorkerTimeout = TimeSpan.FromSeconds(30);
+    public static readonly TimeSpan DefaultFreezeAfterIdle = TimeSpan.FromMilliseconds(50);
 
     /// <summary>
     /// The cores this peer really has: <see cref="Environment.ProcessorCount"/>, which .NET derives from
@@ -68,6 +69,14 @@ public sealed class ComputeOptions : IValidatableObject
     /// </summary>
     [TimeSpanAtLeast("00:00:00.100", ErrorMessage = "Compute:IdleWorkerTimeout must be at least 100 ms")]
     public TimeSpan IdleWorkerTimeout { get; set; } = DefaultIdleWorkerTimeout;
+
+    /// <summary>
+    /// How long a worker back from a task stays thawed before it is frozen: its submitter's next task
+    /// within this grace takes it without a thaw and a freeze. Work a task left running uses CPU for
+    /// at most this long (plus one timer tick). Zero freezes at once.
+    /// </summary>
+    [TimeSpanAtLeast("00:00:00", ErrorMessage = "Compute:FreezeAfterIdle must not be negative")]
+    public TimeSpan FreezeAfterIdle { get; set; } = DefaultFreezeAfterIdle;
 
     /// <summary>A worker is replaced after loading this many distinct programs, bounding its memory.</summary>
     [Range(1, int.MaxValue, ErrorMessage = "Compute:RecycleAfterPrograms must be at least 1")]

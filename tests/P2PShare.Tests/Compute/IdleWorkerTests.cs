@@ -56,7 +56,17 @@ public sealed class IdleWorkerTests(ITestOutputHelper output)
         Assert.NotNull(worker);
         var pid = worker.ProcessId;
 
-        // Frozen by the pool on its way back; a freeze takes effect within a moment.
+        // Frozen by the pool once Compute:FreezeAfterIdle (50 ms) has passed; until then the leftover
+        // work may spin. It must stop within the grace and a timer tick: polled, with a bound.
+        var returned = Stopwatch.StartNew();
+        await Eventually.TrueAsync(async () =>
+        {
+            var at = ProcessCpu.Of(pid);
+            await Task.Delay(TimeSpan.FromMilliseconds(100));
+            return ProcessCpu.Of(pid) - at <= TimeSpan.FromMilliseconds(3);
+        }, Deadline, "the leftover work stops once the grace is over");
+        var stoppedAfter = returned.Elapsed;
+        Assert.True(stoppedAfter < TimeSpan.FromSeconds(2), $"the leftover work ran for {stoppedAfter.TotalMilliseconds:0} ms after the task");
         var before = ProcessCpu.Of(pid);
         await Task.Delay(TimeSpan.FromSeconds(1.2));
         var idle = ProcessCpu.Of(pid) - before;
@@ -71,7 +81,7 @@ public sealed class IdleWorkerTests(ITestOutputHelper output)
         watch.Restart();
         worker.Freeze();
         var freeze = watch.Elapsed;
-        output.WriteLine($"idle CPU over 1.2 s: {idle.TotalMilliseconds:0} ms; thaw {thaw.TotalMicroseconds:0} us, freeze {freeze.TotalMicroseconds:0} us");
+        output.WriteLine($"stopped {stoppedAfter.TotalMilliseconds:0} ms after the task; idle CPU over 1.2 s: {idle.TotalMilliseconds:0} ms; thaw {thaw.TotalMicroseconds:0} us, freeze {freeze.TotalMicroseconds:0} us");
         Assert.True(idle <= TimeSpan.FromMilliseconds(30), $"the idle worker used {idle.TotalMilliseconds:0} ms of CPU");
 
         // Same submitter, same (thawed) worker: its next task still runs.

@@ -66,6 +66,11 @@ public sealed class WorkerTrustTests(ITestOutputHelper log) : IAsyncLifetime
             time.sleep(0.2)
             send(b"not a frame at all")
             hang()
+        if mode == "swap":
+            first, second = request()["Sequence"], request()["Sequence"]
+            for seq in (second, first):
+                send(frame({"Sequence": seq, "Kind": 0, "Error": None, "Output": ""}, b"42"))
+            hang()
         while True:
             req = request()
             seq = req["Sequence"]
@@ -271,6 +276,17 @@ public sealed class WorkerTrustTests(ITestOutputHelper log) : IAsyncLifetime
     {
         var worker = await HostileAsync("wrong-id");
         await AssertViolationAsync(worker, await RunAsync(worker), "while request");
+    }
+
+    [Fact]
+    public async Task Answers_out_of_order_to_requests_written_ahead_are_a_violation_for_both()
+    {
+        var worker = await HostileAsync("swap");
+        Assert.True(worker.CanRunAhead);
+        var first = worker.RunAsync(Request(), CancellationToken.None);
+        var second = worker.RunAsync(Request(), CancellationToken.None);
+        await AssertViolationAsync(worker, await first.WaitAsync(Deadline), "was the next to answer");
+        await AssertViolationAsync(worker, await second.WaitAsync(Deadline), "was the next to answer");
     }
 
     [Fact]

@@ -53,6 +53,8 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
     private TaskCompletionSource _wake = NewSignal();
     private int _live;
     private int _queued;
+    // Tasks SentAhead: not queued for a slot, not started.
+    private int _ahead;
     private long _accepted;
     private long _serveCounter;
     private long _submitterCounter;
@@ -93,7 +95,7 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
             var warm = factory.Language == TaskLanguages.CSharp ? _options.WarmWorkers : Math.Min(_options.PythonWarmWorkers, _options.WarmWorkers);
             var live = Math.Max(_maxLive, warm + 1);
             var pool = new WorkerPool(factory, warm, live, live, factory.RecycleAfterPrograms ?? _options.RecycleAfterPrograms,
-                _options.IdleWorkerTimeout, time, logger, metrics);
+                _options.IdleWorkerTimeout, time, logger, metrics, _options.FreezeAfterIdle);
             pool.HealthChanged += RaiseChanged;
             _pools[factory.Language] = pool;
         }
@@ -118,7 +120,7 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
     {
         get
         {
-            lock (_gate) return new SchedulerLoad(_slots, _live, _queued, _accepted);
+            lock (_gate) return new SchedulerLoad(_slots, _live, _queued + _ahead, _accepted);
         }
     }
 
@@ -486,25 +488,37 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
             return;
         }
 
+        Task<ExecutionResult>? running = null;
         while (true)
         {
             RaiseStarted(task);
-            if (await RunOnAsync(task, worker).ConfigureAwait(false) is not { } next) return;
-            task = next;
+            if (await RunOnAsync(task, worker, running).ConfigureAwait(false) is not { } next) return;
+            (task, running) = next;
         }
     }
 
     /// <summary>
-    /// Runs <paramref name="task"/> on its worker and finishes it. Returns the task the worker goes on
-    /// with (already Running on it), or null once the worker went back to the pool or was discarded.
+    /// Runs <paramref name="task"/> on its worker (or awaits <paramref name="running"/>, its run already
+    /// written ahead) and finishes it. Returns the task the worker goes on with (already Running or
+    /// Paused on it) and its run if that was written ahead, or null once the worker went back to the
+    /// pool or was discarded.
     /// </summary>
-    private async Task<ScheduledTask?> RunOnAsync(ScheduledTask task, IWorker worker)
+    private async Task<(ScheduledTask Task, Task<ExecutionResult>? Run)?> RunOnAsync(ScheduledTask task, IWorker worker, Task<ExecutionResult>? running)
     {
         ExecutionResult result;
+        ScheduledTask? ahead = null;
+        Task<ExecutionResult>? aheadRun = null;
         try
         {
-            var running = worker.RunAsync(task.Request, CancellationToken.None);
-            task.Run = running;
+            running ??= worker.RunAsync(task.Request, CancellationToken.None);
+            task.Run ??= running;
+            if (worker.CanRunAhead)
+            {
+                lock (_gate) ahead = SendAheadLocked(task, worker);
+                // Written right behind the running request: the worker starts it the moment it answers.
+                if (ahead is not null) aheadRun = worker.RunAsync(ahead.Request, CancellationToken.None);
+            }
+
             // Hop to the thread pool: a run can complete inside Kill(), which we call under our lock, and
             // continuing inline there would re-enter it (ConfigureAwait's ForceYielding does not cover that).
             await running.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default)
@@ -524,16 +538,38 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
 
         bool finishedHere;
         bool wasPaused;
+        string? dropAhead = null;
         ScheduledTask? next = null;
         var pool = PoolOf(task);
         lock (_gate)
         {
             finishedHere = task.State != ScheduledTaskState.Finished;
             wasPaused = task.State == ScheduledTaskState.Paused;
-            if (finishedHere)
+            if (finishedHere) FinishLocked(task, result);
+            if (ahead is not null)
             {
-                FinishLocked(task, result);
-                if (!wasPaused && pool.CanKeep(worker)) next = HandOffLocked(task, worker);
+                if (ahead.State != ScheduledTaskState.SentAhead)
+                {
+                    // Cancelled (or the peer shut down) while it waited in the pipe: the protocol cannot
+                    // take a request back and the worker has just started it, so the worker goes.
+                    dropAhead = "a task written ahead to it ended before it started";
+                }
+                else if (finishedHere && aheadRun is not null && pool.CanKeep(worker))
+                {
+                    PromoteLocked(ahead, aheadRun, wasPaused);
+                    next = ahead;
+                }
+                else
+                {
+                    // The worker is killed or not to be reused: the task written ahead is not its
+                    // fault, so it goes back to the head of its queue and starts on another worker.
+                    RequeueLocked(ahead);
+                    dropAhead = "a task written ahead to it must run elsewhere";
+                }
+            }
+            else if (finishedHere && !wasPaused && pool.CanKeep(worker))
+            {
+                next = HandOffLocked(task, worker);
             }
 
             _wake.TrySetResult();
@@ -545,10 +581,18 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
             return null;
         }
 
+        if (dropAhead is not null)
+        {
+            worker.Kill();
+            pool.Discard(worker, dropAhead);
+            RaiseChanged();
+            return null;
+        }
+
         if (next is not null)
         {
             RaiseChanged();
-            return next;
+            return (next, ReferenceEquals(next, ahead) ? aheadRun : null);
         }
 
         // A run can complete just as its worker is stopped; never park a stopped worker in the pool.
@@ -583,10 +627,81 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
         return next;
     }
 
+    /// <summary>
+    /// Writes the submitter's next queued task to <paramref name="running"/>'s worker, behind it, under
+    /// the hand-off's rule (nobody else waits for a slot, so the rotation would give that task this
+    /// worker anyway), and only for the same program (no new assembly, no recycling between the two).
+    /// Depth one: the worker is never more than one request ahead.
+    /// </summary>
+    private ScheduledTask? SendAheadLocked(ScheduledTask running, IWorker worker)
+    {
+        if (_disposed || running.State != ScheduledTaskState.Running
+            || !_submitters.TryGetValue(running.Submitter, out var state) || state.Queue.First is not { } first)
+        {
+            return null;
+        }
+
+        var next = first.Value;
+        var paused = _live - _holders.Count;
+        if (paused > 0 || _queued != state.Queue.Count || next.Request.Language != running.Request.Language
+            || next.Request.ProgramHash != running.Request.ProgramHash || !PoolOf(running).CanKeep(worker))
+        {
+            return null;
+        }
+
+        state.Queue.Remove(first);
+        next.QueueNode = null;
+        next.State = ScheduledTaskState.SentAhead;
+        next.Worker = worker;
+        state.Live.Add(next);
+        state.LastServed = ++_serveCounter;
+        _queued--;
+        _ahead++;
+        return next;
+    }
+
+    /// <summary>The worker answered the task before <paramref name="task"/>, so it has started this one: it counts from now.</summary>
+    private void PromoteLocked(ScheduledTask task, Task<ExecutionResult> run, bool workerStopped)
+    {
+        var now = Now;
+        _ahead--;
+        _live++;
+        task.StartOrder = ++_startCounter;
+        task.Run = run;
+        task.FirstRunAt = now;
+        task.StartedUtc = UtcNow;
+        if (workerStopped)
+        {
+            // Its worker was paused with the task before it: it waits for a turn like any paused task.
+            task.State = ScheduledTaskState.Paused;
+            task.ReadySince = now;
+            return;
+        }
+
+        task.State = ScheduledTaskState.Running;
+        task.RunningSince = now;
+        task.SliceEnd = now + _quantum;
+        _holders.Add(task);
+    }
+
+    private void RequeueLocked(ScheduledTask task)
+    {
+        var state = _submitters[task.Submitter];
+        state.Live.Remove(task);
+        task.State = ScheduledTaskState.Queued;
+        task.Worker = null;
+        task.Run = null;
+        task.QueueNode = state.Queue.AddFirst(task);
+        _ahead--;
+        _queued++;
+    }
+
     /// <summary>Ends an unfinished task for a timeout or cancel, killing its worker if it has one.</summary>
     private void EndLocked(ScheduledTask task, TaskErrorKind kind, string message)
     {
-        if (task.State != ScheduledTaskState.Queued)
+        // A task written ahead has not started: it ends here, and its worker, still running the task
+        // before it, is discarded once that one is answered (RunOnAsync).
+        if (task.State is not (ScheduledTaskState.Queued or ScheduledTaskState.SentAhead))
         {
             task.KilledFor = kind;
             Signal(task, static w => w.Kill(), "kill");
@@ -606,6 +721,11 @@ public sealed partial class ComputeScheduler : IAsyncDisposable
             state.Queue.Remove(task.QueueNode!);
             task.QueueNode = null;
             _queued--;
+        }
+        else if (task.State == ScheduledTaskState.SentAhead)
+        {
+            state.Live.Remove(task);
+            _ahead--;
         }
         else
         {

@@ -13,6 +13,11 @@ public enum ScheduledTaskState
     Paused = 3,
     /// <summary><see cref="ScheduledTask.Completion"/> has its outcome.</summary>
     Finished = 4,
+    /// <summary>
+    /// Written to the worker of its submitter's running task, to start the moment that one is answered
+    /// (no slot, no timeout yet); it becomes Running (or Paused, if that worker is stopped) then.
+    /// </summary>
+    SentAhead = 5,
 }
 
 /// <summary>How a scheduled task ended.</summary>

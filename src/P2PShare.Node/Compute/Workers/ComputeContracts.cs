@@ -44,6 +44,13 @@ public interface IWorker : IAsyncDisposable
     int ProgramsLoaded { get; }
 
     /// <summary>
+    /// True when <see cref="RunAsync"/> may be called once more while a run is outstanding: the request
+    /// is written at once and the worker starts it as soon as it has answered the one before, so it
+    /// never idles for the peer's round trip between two tasks. Answers come in request order.
+    /// </summary>
+    bool CanRunAhead => false;
+
+    /// <summary>
     /// Runs a request. A crash, exit or heap overflow of the process completes the task with the
     /// matching error kind, never with an exception. Cancelling the token kills the process.
     /// </summary>

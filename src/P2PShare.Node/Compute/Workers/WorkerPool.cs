@@ -50,6 +50,10 @@ internal sealed partial class WorkerPool : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _disposing = new();
     private readonly ITimer _sweeper;
+    private readonly TimeSpan _freezeAfter;
+    // One timer for all idle workers still thawed, armed only while there is one.
+    private readonly ITimer _freezer;
+    private bool _freezerArmed;
     private int _warming;
     private int _rented;
     private string? _failure;
@@ -63,9 +67,12 @@ internal sealed partial class WorkerPool : IAsyncDisposable
     /// the coldest idle worker bound to another submitter.
     /// </param>
     /// <param name="idleTimeout">How long a bound worker is kept idle for its submitter's next task.</param>
+    /// <param name="freezeAfter">How long a returned worker stays thawed before it is frozen; zero freezes it at once.</param>
     public WorkerPool(IWorkerFactory factory, int warmWorkers, int maxIdle, int maxWorkers, int recycleAfterPrograms, TimeSpan idleTimeout,
-        TimeProvider time, ILogger logger, Telemetry.P2PShareMetrics? metrics = null)
+        TimeProvider time, ILogger logger, Telemetry.P2PShareMetrics? metrics = null, TimeSpan freezeAfter = default)
     {
+        _freezeAfter = freezeAfter > TimeSpan.Zero ? freezeAfter : TimeSpan.Zero;
+        _freezer = time.CreateTimer(static pool => ((WorkerPool)pool!).FreezeIdle(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
         _factory = factory;
         _warmWorkers = Math.Max(0, warmWorkers);
         _maxIdle = Math.Max(_warmWorkers, maxIdle);
@@ -178,9 +185,22 @@ internal sealed partial class WorkerPool : IAsyncDisposable
                 : null;
             if (retireBecause is null)
             {
+                // Under rotation the same submitter's next task often comes back within moments: the
+                // freeze waits for the grace, so such a worker is neither frozen nor thawed (two cgroup
+                // writes or signals) per task. What its last task left running runs at most that long.
+                var frozen = _freezeAfter == TimeSpan.Zero;
                 // Frozen before anyone can rent it, so it never runs a task frozen: under the lock.
-                worker.Freeze();
-                _idle.Add(new IdleWorker(worker, submitter, _time.GetTimestamp(), Frozen: true));
+                if (frozen)
+                {
+                    worker.Freeze();
+                }
+                else if (!_freezerArmed)
+                {
+                    _freezerArmed = true;
+                    _freezer.Change(_freezeAfter, Timeout.InfiniteTimeSpan);
+                }
+
+                _idle.Add(new IdleWorker(worker, submitter, _time.GetTimestamp(), frozen));
                 if (_idle.Count > _maxIdle)
                 {
                     var coldest = ColdestIdleIndexLocked(otherThan: null);
@@ -239,6 +259,39 @@ internal sealed partial class WorkerPool : IAsyncDisposable
         var bound = _idle.FindIndex(w => w.Submitter is not null && w.Submitter != otherThan);
         if (bound >= 0 || otherThan is not null) return bound;
         return _idle.Count > 0 ? 0 : -1;
+    }
+
+    /// <summary>Freezes bound idle workers thawed for the grace; re-arms for the next one still within it.</summary>
+    internal void FreezeIdle()
+    {
+        lock (_gate)
+        {
+            _freezerArmed = false;
+            if (_disposed) return;
+            var now = _time.GetTimestamp();
+            var nextDue = TimeSpan.MaxValue;
+            for (var i = 0; i < _idle.Count; i++)
+            {
+                var idle = _idle[i];
+                if (idle.Frozen || idle.Submitter is null) continue;
+                var idleFor = _time.GetElapsedTime(idle.Since, now);
+                if (idleFor >= _freezeAfter)
+                {
+                    idle.Worker.Freeze();
+                    _idle[i] = idle with { Frozen = true };
+                }
+                else if (_freezeAfter - idleFor < nextDue)
+                {
+                    nextDue = _freezeAfter - idleFor;
+                }
+            }
+
+            if (nextDue != TimeSpan.MaxValue)
+            {
+                _freezerArmed = true;
+                _freezer.Change(nextDue, Timeout.InfiniteTimeSpan);
+            }
+        }
     }
 
     /// <summary>Discards bound workers idle for longer than <c>Compute:IdleWorkerTimeout</c>: their submitter's queue stayed empty.</summary>
@@ -434,6 +487,7 @@ internal sealed partial class WorkerPool : IAsyncDisposable
         }
 
         await _sweeper.DisposeAsync().ConfigureAwait(false);
+        await _freezer.DisposeAsync().ConfigureAwait(false);
         await _disposing.CancelAsync().ConfigureAwait(false);
         foreach (var worker in idle)
         {

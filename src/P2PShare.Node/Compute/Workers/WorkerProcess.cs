@@ -110,7 +110,8 @@ public sealed partial class WorkerProcessFactory : IWorkerFactory
 
 /// <summary>
 /// One warm worker process, driven over its stdin/stdout (see <see cref="WorkerFrames"/>). Runs one
-/// request at a time. Whatever ends the process mid-run (crash, stack overflow, heap cap, <see cref="Kill"/>)
+/// request at a time; a .NET worker also takes one more written ahead (<see cref="CanRunAhead"/>),
+/// which it starts the moment it has answered the one before, and answers in order. Whatever ends the process mid-run (crash, stack overflow, heap cap, <see cref="Kill"/>)
 /// completes <see cref="RunAsync"/> with a failure result, never an exception:
 /// killed by <see cref="Kill"/> → Crashed "worker killed" (the scheduler knows whether that meant a
 /// timeout or a cancel and maps it); cancelling RunAsync's token kills too and completes with Cancelled.
@@ -157,13 +158,17 @@ public sealed partial class WorkerProcess : IWorker
     private readonly HashSet<string> _loaded = new(StringComparer.Ordinal);
     private readonly object _gate = new();
     private readonly WorkerStderr _stderr = new();
-    private Pending? _pending;
+    // Requests written and not yet answered, oldest first: the worker answers them in this order.
+    private readonly Queue<Pending> _pending = new();
+    // Keeps a request's place in _pending and its bytes on stdin in the same order.
+    private readonly SemaphoreSlim _writing = new(1, 1);
+    private readonly bool _pipelined;
     private bool _readerDone;
     private string? _violation;
     // Starts at random: a program that reaches the protocol pipe cannot simply guess the number to echo
     // (below 2^53, so that every JSON parser reads it exactly).
     private long _nextSequence = Random.Shared.NextInt64(1L << 52);
-    private int _busy;
+    private int _outstanding;
     private volatile bool _failed;
     private volatile bool _killed;
     private volatile bool _cancelled;
@@ -171,6 +176,9 @@ public sealed partial class WorkerProcess : IWorker
 
     private WorkerProcess(Process process, string workDir, long heapLimitBytes, FrozenSet<int> reportable, ILogger logger, SandboxLease? sandbox)
     {
+        // The .NET worker reads its next request only after answering the last one, so a request
+        // written ahead waits in the pipe; the Python zygote is not known to, so it gets one at a time.
+        _pipelined = ReferenceEquals(reportable, DotnetOutcomes);
         _process = process;
         _sandbox = sandbox;
         _workDir = workDir;
@@ -190,6 +198,8 @@ public sealed partial class WorkerProcess : IWorker
     public int ProcessId { get; private set; }
 
     public bool IsHealthy => !_failed && !_killed && !HasExited;
+
+    public bool CanRunAhead => _pipelined;
 
     public int ProgramsLoaded
     {
@@ -333,7 +343,14 @@ public sealed partial class WorkerProcess : IWorker
     public async Task<ExecutionResult> RunAsync(ExecutionRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
-        if (Interlocked.Exchange(ref _busy, 1) == 1) throw new InvalidOperationException("a worker runs one request at a time");
+        var limit = _pipelined ? 2 : 1;
+        if (Interlocked.Increment(ref _outstanding) > limit)
+        {
+            Interlocked.Decrement(ref _outstanding);
+            throw new InvalidOperationException(_pipelined ? "a worker takes one request ahead of the one it runs, no more" : "a worker runs one request at a time");
+        }
+
+
         try
         {
             if (!IsHealthy) return ExecutionResult.Failure(TaskErrorKind.Crashed, "the worker is not running");
@@ -344,18 +361,21 @@ public sealed partial class WorkerProcess : IWorker
             });
             if (cancellationToken.IsCancellationRequested) return ExecutionResult.Failure(TaskErrorKind.Cancelled, "cancelled before it started");
 
+            // Entered synchronously when free, so two calls in a row write in the order they were made.
+            await _writing.WaitAsync(CancellationToken.None).ConfigureAwait(false);
             bool send;
             lock (_loaded) send = !_loaded.Contains(request.ProgramHash);
-            var pending = new Pending(++_nextSequence, request.MaxResultBytes, request.MaxOutputBytes);
+            var pending = new Pending(Interlocked.Increment(ref _nextSequence), request.MaxResultBytes, request.MaxOutputBytes);
             var header = new WorkerRequestHeader(pending.Sequence, request.ProgramHash, request.Function, request.ArgsJson, request.MaxResultBytes, request.MaxOutputBytes);
             bool listening;
             lock (_gate)
             {
                 // Armed before the request is written: the answer may come back before WriteAsync returns.
                 listening = !_readerDone;
-                if (listening) _pending = pending;
+                if (listening) _pending.Enqueue(pending);
             }
 
+            if (!listening) _writing.Release();
             if (listening)
             {
                 try
@@ -368,10 +388,13 @@ public sealed partial class WorkerProcess : IWorker
                 }
                 catch (Exception e) when (e is IOException or ObjectDisposedException)
                 {
+                    // The pipe is broken for good: the process died, and the reader fails whatever it still awaits.
                     if (!_killed) LogProtocolFailure(ProcessId, e.Message);
-                    lock (_gate)
-                        if (_pending == pending) _pending = null;
                     pending.Answer.TrySetResult(null);
+                }
+                finally
+                {
+                    _writing.Release();
                 }
 
                 if (await pending.Answer.Task.ConfigureAwait(false) is { } answer)
@@ -405,7 +428,7 @@ public sealed partial class WorkerProcess : IWorker
         }
         finally
         {
-            Volatile.Write(ref _busy, 0);
+            Interlocked.Decrement(ref _outstanding);
         }
     }
 
@@ -440,13 +463,13 @@ public sealed partial class WorkerProcess : IWorker
                 var got = await _stdout.ReadAtLeastAsync(prefix, 4, throwOnEndOfStream: false).ConfigureAwait(false);
                 if (got == 0) break;
                 Pending? pending;
-                lock (_gate) pending = _pending;
+                lock (_gate) _pending.TryPeek(out pending);
                 if (pending is null) throw new WorkerProtocolException("it wrote to the protocol pipe while no request was outstanding");
                 if (got < 4) throw new WorkerProtocolException("the pipe closed inside a frame");
                 var frame = await WorkerFrames.ReadAfterPrefixAsync<WorkerResponseHeader>(
                     _stdout, BinaryPrimitives.ReadInt32LittleEndian(prefix), pending.Limit, CancellationToken.None).ConfigureAwait(false);
                 var answer = Check(frame, pending);
-                lock (_gate) _pending = null;
+                lock (_gate) _pending.Dequeue();
                 pending.Answer.TrySetResult(answer);
             }
         }
@@ -459,15 +482,15 @@ public sealed partial class WorkerProcess : IWorker
             // The pipe broke or closed because the process died or was killed: the run explains why.
         }
 
-        Pending? orphan;
+        Pending[] orphans;
         lock (_gate)
         {
             _readerDone = true;
-            orphan = _pending;
-            _pending = null;
+            orphans = [.. _pending];
+            _pending.Clear();
         }
 
-        orphan?.Answer.TrySetResult(null);
+        foreach (var orphan in orphans) orphan.Answer.TrySetResult(null);
     }
 
     /// <summary>Believes nothing: the answer must be to this request, of a kind this worker may report, within the caps.</summary>
@@ -475,7 +498,7 @@ public sealed partial class WorkerProcess : IWorker
     {
         var (sequence, kind, error, output) = frame.Header;
         if (sequence != pending.Sequence)
-            throw new WorkerProtocolException($"an answer to request {sequence} while request {pending.Sequence} was outstanding");
+            throw new WorkerProtocolException($"an answer to request {sequence} while request {pending.Sequence} was the next to answer");
         if (!_reportable.Contains(kind))
         {
             var name = Enum.IsDefined((TaskErrorKind)kind) ? $"{kind} ({(TaskErrorKind)kind})" : kind.ToString(CultureInfo.InvariantCulture);
