@@ -20,7 +20,7 @@ public sealed class ComputeOptions : IValidatableObject
     public static readonly TimeSpan DefaultMaxTimeout = TimeSpan.FromHours(1);
     public static readonly TimeSpan DefaultJobRetention = TimeSpan.FromHours(24);
     public static readonly TimeSpan DefaultIdleWorkerTimeout = TimeSpan.FromSeconds(30);
-    public static readonly TimeSpan DefaultFreezeAfterIdle = TimeSpan.FromMilliseconds(50);
+    public static readonly TimeSpan DefaultFreezeAfterIdle = TimeSpan.Zero;
 
     /// <summary>
     /// The cores this peer really has: <see cref="Environment.ProcessorCount"/>, which .NET derives from
@@ -73,7 +73,8 @@ public sealed class ComputeOptions : IValidatableObject
     /// <summary>
     /// How long a worker back from a task stays thawed before it is frozen: its submitter's next task
     /// within this grace takes it without a thaw and a freeze. Work a task left running uses CPU for
-    /// at most this long (plus one timer tick). Zero freezes at once.
+    /// at most this long (plus one timer tick). Zero (the default, chosen by measurement: the grace
+    /// cost more than the freezes it saved, docs/SANDBOX.md) freezes at once.
     /// </summary>
     [TimeSpanAtLeast("00:00:00", ErrorMessage = "Compute:FreezeAfterIdle must not be negative")]
     public TimeSpan FreezeAfterIdle { get; set; } = DefaultFreezeAfterIdle;

@@ -56,7 +56,7 @@ public sealed class IdleWorkerTests(ITestOutputHelper output)
         Assert.NotNull(worker);
         var pid = worker.ProcessId;
 
-        // Frozen by the pool once Compute:FreezeAfterIdle (50 ms) has passed; until then the leftover
+        // Frozen by the pool once Compute:FreezeAfterIdle has passed (at once by default); until then the leftover
         // work may spin. It must stop within the grace and a timer tick: polled, with a bound.
         var returned = Stopwatch.StartNew();
         await Eventually.TrueAsync(async () =>
