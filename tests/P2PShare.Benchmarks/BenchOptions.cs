@@ -18,8 +18,8 @@ internal sealed record BenchOptions
     public const double QuickOpenRate = 50;
     public const double DefaultOpenSeconds = 5;
     public const double QuickOpenSeconds = 1;
-    public const int DefaultBatchSize = 1000;
-    public const int QuickBatchSize = 50;
+    public const int DefaultBatchSize = 10_000;
+    public const int QuickBatchSize = 500;
     public const double DefaultMemSeconds = 5;
     public const double QuickMemSeconds = 1;
     public const int DefaultFileMiB = 1024;

@@ -67,10 +67,22 @@ internal sealed class Scenarios(ClusterConnection cluster, BenchOptions options)
     private static TaskSpec Task(string program, string args, bool confidential = false, string submitter = "bench", string? on = null) =>
         new(program, null, args, confidential, TimeSpan.FromSeconds(120), submitter, on);
 
-    /// <summary>Submits and waits: the submit-to-result path a user sees.</summary>
+    /// <summary>
+    /// Runs and waits as the CLI's attached <c>run</c> does: one fast-path call to the origin, which
+    /// answers with the finished job, or with its Queued/Running record once the task outlived the
+    /// peers' promotion threshold; such a job is then followed through its grain.
+    /// </summary>
     private async Task<JobInfo> RunOneAsync(string origin, TaskSpec spec, CancellationToken giveUp = default)
     {
-        var job = await cluster.Peer(origin).SubmitAsync(spec);
+        var job = await cluster.Peer(origin).RunAsync(spec);
+        if (!job.IsTerminal) job = await FollowAsync(cluster, job, giveUp);
+        if (job.Status != JobStatus.Succeeded) throw new InvalidOperationException($"job {job.JobId} ended {job.Status}: {job.Error}");
+        return job;
+    }
+
+    /// <summary>Follows a promoted (or detached) job through its grain until it ends.</summary>
+    internal static async Task<JobInfo> FollowAsync(ClusterConnection cluster, JobInfo job, CancellationToken giveUp = default)
+    {
         var handle = cluster.Client.GetJob(job.JobId);
         while (!job.IsTerminal)
         {
@@ -84,7 +96,6 @@ internal sealed class Scenarios(ClusterConnection cluster, BenchOptions options)
             job = await handle.WaitAsync(giveUp.CanBeCanceled ? TimeSpan.FromMilliseconds(500) : CallLimits.WaitSlice);
         }
 
-        if (job.Status != JobStatus.Succeeded) throw new InvalidOperationException($"job {job.JobId} ended {job.Status}: {job.Error}");
         return job;
     }
 
@@ -180,12 +191,7 @@ internal sealed class Scenarios(ClusterConnection cluster, BenchOptions options)
     /// </summary>
     private async Task<JsonObject> BatchAsync()
     {
-        if (BatchSubmitters.Create(cluster) is not { } batch)
-        {
-            Console.Error.WriteLine($"p2pshare-bench: batch skipped: {BatchSubmitters.Missing}");
-            return new JsonObject { ["scenario"] = "batch", ["skipped"] = BatchSubmitters.Missing };
-        }
-
+        var batch = BatchSubmitters.Create(cluster);
         // Ten times the tasks scenario's count: a batch of the goal's rate (20,000/s) must run for long enough to be timed.
         var total = options.Tasks * 10;
         var size = Math.Min(options.BatchSize, total);
