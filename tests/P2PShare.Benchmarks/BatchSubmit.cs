@@ -7,7 +7,8 @@ using P2PShare.Compute;
 namespace P2PShare.Benchmarks;
 
 /// <summary>One task's end as the batch call streams it back.</summary>
-internal sealed record BatchResult(bool Succeeded, string? Error);
+/// <param name="Promoted">It outlived the peers' promotion threshold and was followed through its job's grain (the durable path).</param>
+internal sealed record BatchResult(bool Succeeded, string? Error, bool Promoted = false);
 
 /// <summary>
 /// The batch call of the fast task path (issue 14 item 4): many tasks in one call to an origin peer,
@@ -48,7 +49,7 @@ internal sealed class PeerBatchSubmitter(ClusterConnection cluster) : IBatchSubm
         await foreach (var item in cluster.Peer(origin).RunBatchAsync(specs).WithCancellation(cancellation))
         {
             if (item.Job is not { } job) results.TryWrite(new BatchResult(false, $"task {item.Index} was not run: {item.Error}"));
-            else if (job.IsTerminal) results.TryWrite(Of(job));
+            else if (job.IsTerminal) results.TryWrite(Of(job, promoted: false));
             else promoted.Add(FollowAsync(job, results, cancellation));
         }
 
@@ -56,8 +57,8 @@ internal sealed class PeerBatchSubmitter(ClusterConnection cluster) : IBatchSubm
     }
 
     private async Task FollowAsync(JobInfo job, ChannelWriter<BatchResult> results, CancellationToken cancellation) =>
-        results.TryWrite(Of(await Scenarios.FollowAsync(cluster, job, cancellation)));
+        results.TryWrite(Of(await Scenarios.FollowAsync(cluster, job, cancellation), promoted: true));
 
-    private static BatchResult Of(JobInfo job) =>
-        job.Status == JobStatus.Succeeded ? new BatchResult(true, null) : new BatchResult(false, $"job {job.JobId} ended {job.Status}: {job.Error}");
+    private static BatchResult Of(JobInfo job, bool promoted) =>
+        job.Status == JobStatus.Succeeded ? new BatchResult(true, null, promoted) : new BatchResult(false, $"job {job.JobId} ended {job.Status}: {job.Error}", promoted);
 }

@@ -159,6 +159,31 @@ public sealed class FastPathTests
     }
 
     [Fact]
+    public async Task Batch_keeps_eight_tasks_per_slot_in_flight_so_its_tasks_do_not_queue_into_promotion()
+    {
+        await using var peers = await StartAsync(slots: 2);
+        var window = JobRunner.BatchWindow(6);
+        Assert.Equal(6 * JobRunner.BatchTasksPerSlot, window);
+        var view = peers.Silo("peer-1").ServiceProvider.GetRequiredService<P2PShare.Tracker.LoadView>();
+        int InFlight() => view.Peers.Sum(p => view.InFlight(p.Name));
+
+        var results = new List<BatchItem>();
+        var most = 0;
+        await foreach (var item in peers.Peer("peer-1").RunBatchAsync([.. Enumerable.Range(0, 200).Select(i => JobWaits.Slow(i, 0.02))]))
+        {
+            results.Add(item);
+            most = Math.Max(most, InFlight());
+        }
+
+        Assert.Equal(200, results.Count);
+        Assert.All(results, r => Assert.Equal(JobStatus.Succeeded, r.Job!.Status));
+        Assert.Equal(Enumerable.Range(0, 200), results.Select(r => r.Index).Order());
+        // Pipelined beyond one task per slot, never beyond the window (was 1,024, whatever the slots).
+        Assert.InRange(most, 7, window);
+        Assert.Equal(0, InFlight());
+    }
+
+    [Fact]
     public async Task Batch_reports_a_task_no_peer_can_take_beside_the_others()
     {
         await using var peers = await StartAsync();
