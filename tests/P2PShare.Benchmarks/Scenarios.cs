@@ -19,8 +19,6 @@ internal sealed class Scenarios(ClusterConnection cluster, BenchOptions options)
     private const string SquarePython = "def main(x): return x * x";
     private const int SequentialTasks = 200;
     private const int SequentialQuickTasks = 30;
-    private const double TasksSecondsLimit = 90;
-    private const double QuickTasksSecondsLimit = 60;
     private const string Spin = """
         long main(double seconds)
         {
@@ -138,7 +136,7 @@ internal sealed class Scenarios(ClusterConnection cluster, BenchOptions options)
         var next = -1;
         // A slow path (many submitters on a small machine) must not hold the whole suite up: no new
         // task starts after the limit, and the figures are over the tasks that ran.
-        var limit = TimeSpan.FromSeconds(options.Quick ? QuickTasksSecondsLimit : TasksSecondsLimit);
+        var limit = TimeSpan.FromSeconds(options.TasksSeconds);
         var before = CpuNow();
         var clock = Stopwatch.StartNew();
         await System.Threading.Tasks.Task.WhenAll(Enumerable.Range(0, submitters).Select(s => System.Threading.Tasks.Task.Run(async () =>
