@@ -55,6 +55,13 @@ internal sealed class BenchCommandLine
         HelpName = "R",
     };
 
+    private readonly Option<double?> _tasksSeconds = new("--tasks-seconds")
+    {
+        Description = string.Create(CultureInfo.InvariantCulture,
+            $"no new task of a tasks run starts after this many seconds (default {BenchOptions.DefaultTasksSeconds}; --quick: {BenchOptions.QuickTasksSeconds})"),
+        HelpName = "S",
+    };
+
     private readonly Option<double?> _openSeconds = new("--open-seconds")
     {
         Description = string.Create(CultureInfo.InvariantCulture,
@@ -131,7 +138,7 @@ internal sealed class BenchCommandLine
             "p2pshare-bench: runs the benchmark scenarios against a running cluster and prints one JSON line per scenario "
             + "(and per variant: tasks with and without --confidential, mem at concurrency 8 and 50, redis per test and shape).")
         {
-            _gateway, _quick, _scenarios, _tasks, _submitters, _variants, _rate, _openSeconds, _batchSize, _memSeconds, _fileMiB, _timeSlicing, _redisPort, _redisPid, _respPort, _cli, _pidDir, _legacy,
+            _gateway, _quick, _scenarios, _tasks, _submitters, _variants, _rate, _tasksSeconds, _openSeconds, _batchSize, _memSeconds, _fileMiB, _timeSlicing, _redisPort, _redisPid, _respPort, _cli, _pidDir, _legacy,
         };
         Root.Options.Remove(Root.Options.OfType<VersionOption>().Single());
         _gateway.Validators.Add(result =>
@@ -167,6 +174,11 @@ internal sealed class BenchCommandLine
         {
             if (Number(result) is not (> 0 and < 1e7))
                 result.AddError("--rate must be a positive number of tasks per second");
+        });
+        _tasksSeconds.Validators.Add(result =>
+        {
+            if (Number(result) is not (> 0 and <= 86_400))
+                result.AddError("--tasks-seconds must be between 0 and 86400");
         });
         _openSeconds.Validators.Add(result =>
         {
@@ -205,6 +217,7 @@ internal sealed class BenchCommandLine
             Submitters = parse.GetValue(_submitters) is { } counts ? Counts(counts)! : (quick ? BenchOptions.QuickSubmitters : BenchOptions.DefaultSubmitters),
             Variants = parse.GetValue(_variants) is { } variants ? Scenarios(variants) : [.. BenchOptions.AllVariants],
             OpenRate = parse.GetValue(_rate) ?? (quick ? BenchOptions.QuickOpenRate : BenchOptions.DefaultOpenRate),
+            TasksSeconds = parse.GetValue(_tasksSeconds) ?? (quick ? BenchOptions.QuickTasksSeconds : BenchOptions.DefaultTasksSeconds),
             OpenSeconds = parse.GetValue(_openSeconds) ?? (quick ? BenchOptions.QuickOpenSeconds : BenchOptions.DefaultOpenSeconds),
             BatchSize = parse.GetValue(_batchSize) ?? (quick ? BenchOptions.QuickBatchSize : BenchOptions.DefaultBatchSize),
             MemSeconds = parse.GetValue(_memSeconds) ?? (quick ? BenchOptions.QuickMemSeconds : BenchOptions.DefaultMemSeconds),

@@ -14,12 +14,14 @@ internal sealed record BenchOptions
     public const int QuickTasks = 200;
     public static readonly int[] DefaultSubmitters = [16, 64];
     public static readonly int[] QuickSubmitters = [4];
+    public const double DefaultTasksSeconds = 90;
+    public const double QuickTasksSeconds = 60;
     public const double DefaultOpenRate = 5000;
     public const double QuickOpenRate = 50;
     public const double DefaultOpenSeconds = 5;
     public const double QuickOpenSeconds = 1;
-    public const int DefaultBatchSize = 1000;
-    public const int QuickBatchSize = 50;
+    public const int DefaultBatchSize = 10_000;
+    public const int QuickBatchSize = 500;
     public const double DefaultMemSeconds = 5;
     public const double QuickMemSeconds = 1;
     public const int DefaultFileMiB = 1024;
@@ -36,6 +38,8 @@ internal sealed record BenchOptions
     public int Tasks { get; init; } = DefaultTasks;
     public int[] Submitters { get; init; } = DefaultSubmitters;
     public List<string> Variants { get; init; } = [.. AllVariants];
+    /// <summary>No new task of a tasks run starts after this many seconds (profile.sh raises it to outlast its traces).</summary>
+    public double TasksSeconds { get; init; } = DefaultTasksSeconds;
     public double OpenRate { get; init; } = DefaultOpenRate;
     public double OpenSeconds { get; init; } = DefaultOpenSeconds;
     public int BatchSize { get; init; } = DefaultBatchSize;

@@ -76,7 +76,8 @@ peers=$(cat "$run"/peer-*.pid | paste -sd, -)
 # machine the client's first connection can time out; it is retried.
 start_load() {
   dotnet "$here/bin/Release/net10.0/p2pshare-bench.dll" "${gateways[@]}" --pid-dir "$run" \
-    --scenarios tasks --variants routed --submitters "$submitters" --tasks 10000000 >"$out/load.jsonl" 2>"$out/load.err" &
+    --scenarios tasks --variants routed --submitters "$submitters" --tasks 10000000 --tasks-seconds $((warmup + 3 * seconds + 120)) \
+    >"$out/load.jsonl" 2>"$out/load.err" &
   load_pid=$!
 }
 start_load

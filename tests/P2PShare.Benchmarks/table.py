@@ -28,11 +28,10 @@ def row(line):
         return ("tasks (%s, %s, %d submitters)" % (line.get("language", "csharp"), "confidential" if line["confidential"] else "routed", line["submitters"]),
                 "%s tasks/s; p50 %s ms, p99 %s ms, p99.9 %s ms" % (fmt(line["tasksPerSec"]), fmt(line["p50Ms"]), fmt(line["p99Ms"]), fmt(line["p999Ms"])), detail)
     if s == "batch":
-        if "skipped" in line:
-            return "batch", "skipped", line["skipped"]
         return ("batch (%d tasks, %d per call)" % (line["tasks"], line["batchSize"]),
                 "%s tasks/s; p50 %s ms, p99 %s ms" % (fmt(line["tasksPerSec"]), fmt(line["p50Ms"]), fmt(line["p99Ms"])),
-                "CPU per task: cluster %s µs, client %s µs" % (fmt(line.get("cpuUsPerTask")), fmt(line.get("clientCpuUsPerTask"))))
+                "CPU per task: cluster %s µs, client %s µs; %d promoted to the durable path" % (
+                    fmt(line.get("cpuUsPerTask")), fmt(line.get("clientCpuUsPerTask")), line.get("promoted", 0)))
     if s == "open":
         return ("open loop (%s tasks/s offered for %s s)" % (fmt(line["offeredRate"]), fmt(line["offeredSeconds"])),
                 "achieved %s tasks/s; p50 %s ms, p99 %s ms (from when each task was due)" % (fmt(line["achievedRate"]), fmt(line["p50Ms"]), fmt(line["p99Ms"])),

@@ -31,6 +31,14 @@ public sealed class P2PShareMetrics : IDisposable
     private readonly Counter<long> _fileBytes;
     private readonly Counter<long> _routing;
 
+    // Attribute values computed once: these are recorded several times per task, and building the
+    // snake_case name (enum ToString, a StringBuilder) and boxing a bool each time was per-task garbage.
+    private readonly Dictionary<JobStatus, string> _statusNames = SnakeNames<JobStatus>();
+    private readonly Dictionary<TaskErrorKind, string> _errorNames = SnakeNames<TaskErrorKind>();
+    private readonly Dictionary<RoutingOutcome, string> _routingNames = SnakeNames<RoutingOutcome>();
+    private readonly object _true = true;
+    private readonly object _false = false;
+
     public P2PShareMetrics(IMeterFactory meters)
     {
         Meter = meters.Create(new MeterOptions(MeterName) { Version = typeof(P2PShareMetrics).Assembly.GetName().Version?.ToString() });
@@ -52,20 +60,20 @@ public sealed class P2PShareMetrics : IDisposable
     public Meter Meter { get; }
 
     public void TaskSubmitted(TaskSpec task) =>
-        _submitted.Add(1, new KeyValuePair<string, object?>("language", task.Language), new KeyValuePair<string, object?>("confidential", task.Confidential));
+        _submitted.Add(1, new KeyValuePair<string, object?>("language", task.Language), new KeyValuePair<string, object?>("confidential", task.Confidential ? _true : _false));
 
     /// <summary>A job ended (on its origin): counted once, with its final status and error kind.</summary>
     public void JobEnded(JobInfo job)
     {
-        _completed.Add(1, new KeyValuePair<string, object?>("status", Snake(job.Status.ToString())));
+        _completed.Add(1, new KeyValuePair<string, object?>("status", NameOf(_statusNames, job.Status)));
         if (job.Status != JobStatus.Succeeded)
-            _failed.Add(1, new KeyValuePair<string, object?>("error.type", Snake(job.ErrorKind.ToString())));
+            _failed.Add(1, new KeyValuePair<string, object?>("error.type", NameOf(_errorNames, job.ErrorKind)));
     }
 
     /// <summary>An attempt executed on this peer ended.</summary>
     public void AttemptFinished(JobInfo attempt)
     {
-        var status = new KeyValuePair<string, object?>("status", Snake(attempt.Status.ToString()));
+        var status = new KeyValuePair<string, object?>("status", NameOf(_statusNames, attempt.Status));
         _queueDuration.Record(attempt.QueueMs / 1000, status);
         if (attempt.StartedUtc is not null) _runDuration.Record(attempt.RunMs / 1000, status);
     }
@@ -76,9 +84,18 @@ public sealed class P2PShareMetrics : IDisposable
 
     public void FileBytesOut(long bytes) => _fileBytes.Add(bytes, new KeyValuePair<string, object?>("direction", "out"));
 
-    public void Routed(RoutingOutcome outcome) => _routing.Add(1, new KeyValuePair<string, object?>("outcome", Snake(outcome.ToString())));
+    public void Routed(RoutingOutcome outcome) => _routing.Add(1, new KeyValuePair<string, object?>("outcome", NameOf(_routingNames, outcome)));
 
     public void Dispose() => Meter.Dispose();
+
+    private static Dictionary<T, string> SnakeNames<T>()
+        where T : struct, Enum =>
+        Enum.GetValues<T>().Distinct().ToDictionary(v => v, v => Snake(v.ToString()));
+
+    // A value outside the enum (a newer peer's) still gets a name, the slow way.
+    private static string NameOf<T>(Dictionary<T, string> names, T value)
+        where T : struct, Enum =>
+        names.TryGetValue(value, out var name) ? name : Snake(value.ToString());
 
     /// <summary><c>TimedOut</c> → <c>timed_out</c>: attribute values in the conventions' style.</summary>
     internal static string Snake(string pascal)

@@ -31,6 +31,17 @@ public sealed class LoadView
     /// <summary>Takes the tracker's table; peers missing from it are no longer picked.</summary>
     public void Update(ImmutableArray<PeerStatus> peers) => _peers = peers.IsDefault ? [] : [.. peers];
 
+    /// <summary>Slots of every peer in the last table (a peer reporting none counts one, as routing does).</summary>
+    public int TotalSlots
+    {
+        get
+        {
+            var total = 0;
+            foreach (var peer in _peers) total += peer.Report.Slots <= 0 ? 1 : peer.Report.Slots;
+            return total;
+        }
+    }
+
     /// <summary>Tasks this silo has sent to <paramref name="peer"/> and not seen end.</summary>
     public int InFlight(string peer) => _inFlight.TryGetValue(peer, out var box) ? Volatile.Read(ref box.Value) : 0;
 

@@ -62,6 +62,40 @@ public sealed class FastPathTests
     }
 
     [Fact]
+    public async Task Malformed_args_are_refused_at_submission_with_why_and_the_peer_keeps_serving()
+    {
+        await using var peers = await StartAsync();
+        var origin = peers.Peer("peer-1");
+        var deep = new string('[', 65) + new string(']', 65); // past JSON's default depth of 64
+        (string Args, string Why)[] hostile =
+        [
+            ("{\"a\": 1}", "args must be a JSON array"),
+            ("7", "args must be a JSON array"),
+            ("\"[1]\"", "args must be a JSON array"),
+            ("[1", "args are not valid JSON"),
+            ("[1] [2]", "args are not valid JSON"),
+            ("[1] x", "args are not valid JSON"),
+            ("", "args are not valid JSON"),
+            ("   ", "args are not valid JSON"),
+            ("[1, // no comments\n 2]", "args are not valid JSON"),
+            (deep, "args are not valid JSON"),
+            ("[\"\ud800\"]" + new string(' ', 2000) + "{", "args are not valid JSON"), // longer than the stack buffer
+        ];
+        foreach (var (args, why) in hostile)
+        {
+            var refused = await Assert.ThrowsAsync<InvalidArgumentException>(() => origin.RunAsync(Task(Square, args)));
+            Assert.StartsWith(why, refused.Message);
+        }
+
+        Assert.Equal(0, await JobGrainActivationsAsync(peers));
+        var fine = await origin.RunAsync(Task(Square, " [ 12 ] "));
+        Assert.Equal(JobStatus.Succeeded, fine.Status);
+        Assert.Equal("144", fine.ResultJson);
+        var nested = await origin.RunAsync(Task("int main(int[] x) => x.Length;", "[" + new string(' ', 3000) + "[1, 2, 3]]"));
+        Assert.Equal("3", nested.ResultJson);
+    }
+
+    [Fact]
     public async Task Burst_of_300_fast_tasks_from_one_origin_splits_within_15_percent()
     {
         await using var peers = await StartAsync();
@@ -122,6 +156,31 @@ public sealed class FastPathTests
         Assert.Equal(3, order.Count);
         Assert.Equal(0, order[^1]); // the slow one comes last, though it was first in the batch
         Assert.Equal([0, 1, 2], order.Order());
+    }
+
+    [Fact]
+    public async Task Batch_keeps_eight_tasks_per_slot_in_flight_so_its_tasks_do_not_queue_into_promotion()
+    {
+        await using var peers = await StartAsync(slots: 2);
+        var window = JobRunner.BatchWindow(6);
+        Assert.Equal(6 * JobRunner.BatchTasksPerSlot, window);
+        var view = peers.Silo("peer-1").ServiceProvider.GetRequiredService<P2PShare.Tracker.LoadView>();
+        int InFlight() => view.Peers.Sum(p => view.InFlight(p.Name));
+
+        var results = new List<BatchItem>();
+        var most = 0;
+        await foreach (var item in peers.Peer("peer-1").RunBatchAsync([.. Enumerable.Range(0, 200).Select(i => JobWaits.Slow(i, 0.02))]))
+        {
+            results.Add(item);
+            most = Math.Max(most, InFlight());
+        }
+
+        Assert.Equal(200, results.Count);
+        Assert.All(results, r => Assert.Equal(JobStatus.Succeeded, r.Job!.Status));
+        Assert.Equal(Enumerable.Range(0, 200), results.Select(r => r.Index).Order());
+        // Pipelined beyond one task per slot, never beyond the window (was 1,024, whatever the slots).
+        Assert.InRange(most, 7, window);
+        Assert.Equal(0, InFlight());
     }
 
     [Fact]

@@ -16,7 +16,9 @@ public sealed record CompiledProgram(string Hash, byte[] Assembly, string Functi
 /// the deny-list, and resolves the function to call. Roslyn and the deny-list run in
 /// <c>p2pshare-compiler</c> processes (<see cref="CompilerPool"/>), never in the peer: the peer does not
 /// load Roslyn or what it emits (loading is what made Roslyn scripting leak). Outcomes, refusals
-/// included, are cached by the program's SHA-256 in a bounded LRU, so a repeat skips the compiler.
+/// included, are cached by the program's text in a bounded LRU (the text counts towards its bytes),
+/// so a repeat skips the compiler and the SHA-256 of the text, which a cached task would otherwise
+/// pay for every time: the text comes deserialized, a new string per task, so only its content can be the key.
 /// Thread-safe; one per silo.
 /// </summary>
 /// <remarks>
@@ -40,7 +42,7 @@ public sealed partial class ProgramCompiler : IAsyncDisposable, IDisposable
     private readonly long _maxBytes;
     private readonly CompilerPool _pool;
     private readonly object _gate = new();
-    private readonly Dictionary<string, LinkedListNode<CacheEntry>> _cache = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, LinkedListNode<CacheEntry>> _cache = new(StringComparer.Ordinal); // by program text
     private readonly LinkedList<CacheEntry> _lru = new();
     private long _cachedBytes;
     private long _compilations;
@@ -111,17 +113,16 @@ public sealed partial class ProgramCompiler : IAsyncDisposable, IDisposable
         if (program.Length > MaxProgramChars)
             throw new TaskRejectedException(TaskErrorKind.InvalidArguments, $"the program is longer than {MaxProgramChars} characters");
 
-        var hash = Hash(program);
-        var entry = Lookup(hash);
+        var entry = Lookup(program);
         var fromCache = entry is not null;
         if (entry is null)
         {
-            (entry, var cacheable) = await CompileUncachedAsync(hash, program).ConfigureAwait(false);
+            (entry, var cacheable) = await CompileUncachedAsync(Hash(program), program).ConfigureAwait(false);
             if (cacheable) Store(entry);
         }
 
         if (entry.Rejection is { } rejection) throw new TaskRejectedException(rejection.Kind, rejection.Detail);
-        return new CompiledProgram(hash, entry.Assembly!, ResolveFunction(entry.Functions, function), fromCache);
+        return new CompiledProgram(entry.Hash, entry.Assembly!, ResolveFunction(entry.Functions, function), fromCache);
     }
 
     public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
@@ -145,34 +146,35 @@ public sealed partial class ProgramCompiler : IAsyncDisposable, IDisposable
         catch (Exception e) when (e is InvalidOperationException or IOException or System.ComponentModel.Win32Exception)
         {
             LogNoCompiler(e.Message);
-            return (CacheEntry.Rejected(hash, TaskErrorKind.CompileError, $"no compiler could be started: {e.Message}"), false);
+            return (CacheEntry.Rejected(program, hash, TaskErrorKind.CompileError, $"no compiler could be started: {e.Message}"), false);
         }
 
         if (verdict.Kind == TaskErrorKind.None)
         {
             LogCompiled(hash[..12], verdict.Assembly!.Length, watch.Elapsed.TotalMilliseconds);
             var functions = verdict.Functions.Select(f => new FunctionInfo(f.Name, f.Overloads, f.IsGeneric)).ToList();
-            return (new CacheEntry(hash, verdict.Assembly, functions, null), true);
+            return (new CacheEntry(program, hash, verdict.Assembly, functions, null), true);
         }
 
         if (verdict.Cacheable && verdict.Detail == TooLong(TimeLimit)) LogTooLong(hash[..12], TimeLimit.TotalSeconds);
-        return (CacheEntry.Rejected(hash, verdict.Kind, verdict.Detail ?? verdict.Kind.ToString()), verdict.Cacheable);
+        return (CacheEntry.Rejected(program, hash, verdict.Kind, verdict.Detail ?? verdict.Kind.ToString()), verdict.Cacheable);
     }
 
     private static string ResolveFunction(IReadOnlyList<FunctionInfo> functions, string? requested)
     {
-        var defined = functions.Count == 0 ? "the program defines no functions" : $"the program defines: {string.Join(", ", functions.Select(f => f.Name))}";
+        // Built only on the way to a refusal: this runs for every task, cached ones included.
+        string Defined() => functions.Count == 0 ? "the program defines no functions" : $"the program defines: {string.Join(", ", functions.Select(f => f.Name))}";
         FunctionInfo? chosen;
         if (!string.IsNullOrWhiteSpace(requested))
         {
-            chosen = functions.FirstOrDefault(f => f.Name == requested)
-                ?? throw new TaskRejectedException(TaskErrorKind.InvalidArguments, $"no function '{requested}'; {defined}");
+            chosen = Find(functions, requested)
+                ?? throw new TaskRejectedException(TaskErrorKind.InvalidArguments, $"no function '{requested}'; {Defined()}");
         }
         else
         {
-            chosen = functions.FirstOrDefault(f => f.Name == "main") ?? (functions.Count == 1 ? functions[0] : null)
+            chosen = Find(functions, "main") ?? (functions.Count == 1 ? functions[0] : null)
                 ?? throw new TaskRejectedException(TaskErrorKind.InvalidArguments,
-                    functions.Count == 0 ? defined : $"no function 'main' and more than one to choose from; name one: {string.Join(", ", functions.Select(f => f.Name))}");
+                    functions.Count == 0 ? Defined() : $"no function 'main' and more than one to choose from; name one: {string.Join(", ", functions.Select(f => f.Name))}");
         }
 
         if (chosen.Overloads > 1)
@@ -182,11 +184,18 @@ public sealed partial class ProgramCompiler : IAsyncDisposable, IDisposable
         return chosen.Name;
     }
 
-    private CacheEntry? Lookup(string hash)
+    private static FunctionInfo? Find(IReadOnlyList<FunctionInfo> functions, string name)
+    {
+        for (var i = 0; i < functions.Count; i++)
+            if (functions[i].Name == name) return functions[i];
+        return null;
+    }
+
+    private CacheEntry? Lookup(string program)
     {
         lock (_gate)
         {
-            if (!_cache.TryGetValue(hash, out var node)) return null;
+            if (!_cache.TryGetValue(program, out var node)) return null;
             _lru.Remove(node);
             _lru.AddFirst(node);
             return node.Value;
@@ -197,14 +206,14 @@ public sealed partial class ProgramCompiler : IAsyncDisposable, IDisposable
     {
         lock (_gate)
         {
-            if (_cache.ContainsKey(entry.Hash)) return; // another thread compiled the same text meanwhile
-            _cache[entry.Hash] = _lru.AddFirst(entry);
+            if (_cache.ContainsKey(entry.Program)) return; // another thread compiled the same text meanwhile
+            _cache[entry.Program] = _lru.AddFirst(entry);
             _cachedBytes += entry.Size;
             while (_lru.Count > _maxEntries || (_cachedBytes > _maxBytes && _lru.Count > 1))
             {
                 var oldest = _lru.Last!;
                 _lru.RemoveLast();
-                _cache.Remove(oldest.Value.Hash);
+                _cache.Remove(oldest.Value.Program);
                 _cachedBytes -= oldest.Value.Size;
             }
         }
@@ -223,10 +232,10 @@ public sealed partial class ProgramCompiler : IAsyncDisposable, IDisposable
 
     private sealed record Rejection(TaskErrorKind Kind, string Detail);
 
-    private sealed record CacheEntry(string Hash, byte[]? Assembly, IReadOnlyList<FunctionInfo> Functions, Rejection? Rejection)
+    private sealed record CacheEntry(string Program, string Hash, byte[]? Assembly, IReadOnlyList<FunctionInfo> Functions, Rejection? Rejection)
     {
-        public long Size => (Assembly?.Length ?? 0) + (Rejection?.Detail.Length * 2 ?? 0) + EntryOverheadBytes;
+        public long Size => (Assembly?.Length ?? 0) + (Program.Length * 2L) + (Rejection?.Detail.Length * 2 ?? 0) + EntryOverheadBytes;
 
-        public static CacheEntry Rejected(string hash, TaskErrorKind kind, string detail) => new(hash, null, [], new Rejection(kind, detail));
+        public static CacheEntry Rejected(string program, string hash, TaskErrorKind kind, string detail) => new(program, hash, null, [], new Rejection(kind, detail));
     }
 }

@@ -170,8 +170,12 @@ public sealed partial class JobService(
         }
         finally
         {
-            var info = record.Snapshot();
-            LogFinished(record.JobId, info.Attempt, info.Status, info.RunMs);
+            // The snapshot is a copy of the record: only taken when the line is written.
+            if (logger.IsEnabled(LogLevel.Debug))
+            {
+                var info = record.Snapshot();
+                LogFinished(record.JobId, info.Attempt, info.Status, info.RunMs);
+            }
         }
     }
 
@@ -181,22 +185,44 @@ public sealed partial class JobService(
             throw new InvalidArgumentException($"unknown task language '{spec.Language}' (known: {string.Join(", ", TaskLanguages.All)})");
         if (string.IsNullOrWhiteSpace(spec.Program)) throw new InvalidArgumentException("the program is empty");
         if (string.IsNullOrWhiteSpace(spec.Submitter)) throw new InvalidArgumentException("a task needs a submitter");
-        try
-        {
-            using var args = JsonDocument.Parse(spec.ArgsJson);
-            if (args.RootElement.ValueKind != JsonValueKind.Array)
-                throw new InvalidArgumentException("args must be a JSON array");
-        }
-        catch (JsonException ex)
-        {
-            throw new InvalidArgumentException($"args are not valid JSON: {ex.Message}");
-        }
+        CheckArgs(spec.ArgsJson);
 
         var timeout = spec.Timeout ?? _options.DefaultTimeout;
         if (timeout <= TimeSpan.Zero) throw new InvalidArgumentException("timeout must be positive");
         if (timeout > _options.MaxTimeout)
             throw new InvalidArgumentException($"timeout of {timeout.TotalSeconds:0} s is above this peer's maximum of {_options.MaxTimeout.TotalSeconds:0} s");
         return timeout;
+    }
+
+    /// <summary>
+    /// The arguments are one JSON array. Checked on the origin and again on the executing peer, so
+    /// read with a reader that builds nothing (a <see cref="JsonDocument"/> was a tree per check);
+    /// the same rules as JsonDocument.Parse: default depth limit, no comments, nothing after the array.
+    /// </summary>
+    private static void CheckArgs(string? json)
+    {
+        if (json is null) throw new InvalidArgumentException("args must be a JSON array");
+        const int StackLimit = 512;
+        var length = Encoding.UTF8.GetMaxByteCount(json.Length);
+        byte[]? rented = null;
+        var buffer = length <= StackLimit ? stackalloc byte[StackLimit] : (rented = System.Buffers.ArrayPool<byte>.Shared.Rent(length));
+        try
+        {
+            var reader = new Utf8JsonReader(buffer[..Encoding.UTF8.GetBytes(json, buffer)]);
+            if (!reader.Read() || reader.TokenType != JsonTokenType.StartArray)
+                throw new InvalidArgumentException("args must be a JSON array");
+            while (reader.Read())
+            {
+            }
+        }
+        catch (JsonException ex)
+        {
+            throw new InvalidArgumentException($"args are not valid JSON: {ex.Message}");
+        }
+        finally
+        {
+            if (rented is not null) System.Buffers.ArrayPool<byte>.Shared.Return(rented);
+        }
     }
 
     private DateTime Now() => time.GetUtcNow().UtcDateTime;

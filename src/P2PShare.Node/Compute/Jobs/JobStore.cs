@@ -19,6 +19,9 @@ public sealed class JobStore : IDisposable
     private readonly long _maxRetainedBytes;
     private readonly ITimer _sweeper;
     private readonly P2PShareMetrics? _metrics;
+    // Every attempt is dropped with one of these, after its retention or when the results pass the cap: built once, not per attempt.
+    private readonly string _retentionReason;
+    private readonly string _capReason;
 
     // Finished attempts in the order they finished, with what they hold; and dropped ones, in the
     // order they were dropped. Both are trimmed from the front, so a sweep costs what it removes.
@@ -34,6 +37,8 @@ public sealed class JobStore : IDisposable
         _metrics = metrics;
         _retention = options.Value.JobRetention;
         _maxRetainedBytes = options.Value.MaxRetainedResultBytes;
+        _retentionReason = $"finished attempts are kept for {RetainedJobs.Describe(_retention)}";
+        _capReason = $"this peer keeps at most {Bytes.Format(_maxRetainedBytes)} of finished attempts' results and dropped the oldest";
         var period = SweepPeriod(_retention);
         _sweeper = time.CreateTimer(_ => Sweep(), null, period, period);
     }
@@ -54,15 +59,15 @@ public sealed class JobStore : IDisposable
     public JobRecord Create(JobAssignment assignment, string executedBy)
     {
         var key = Key(assignment.JobId, assignment.Attempt);
-        // Counted as it finishes, so the cap holds at every moment, not only after a continuation ran.
-        var record = new JobRecord(assignment, executedBy, Now(), final => Retain(key, final));
-        if (!_jobs.TryAdd(key, record)) throw new InvalidOperationException($"duplicate job attempt {key}");
-        if (_metrics is { } metrics)
+        // Counted as it finishes, so the cap holds at every moment, not only after a continuation ran;
+        // the metrics in the same callback, which costs no continuation per attempt.
+        var metrics = _metrics;
+        var record = new JobRecord(assignment, executedBy, Now(), final =>
         {
-            record.Finished.ContinueWith(t => metrics.AttemptFinished(t.Result), CancellationToken.None,
-                TaskContinuationOptions.OnlyOnRanToCompletion | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-        }
-
+            Retain(key, final);
+            metrics?.AttemptFinished(final);
+        });
+        if (!_jobs.TryAdd(key, record)) throw new InvalidOperationException($"duplicate job attempt {key}");
         return record;
     }
 
@@ -96,7 +101,7 @@ public sealed class JobStore : IDisposable
             {
                 _finished.Dequeue();
                 _retainedBytes -= oldest.Bytes;
-                if (Drop(oldest.Key, now, $"finished attempts are kept for {RetainedJobs.Describe(_retention)}")) removed++;
+                if (Drop(oldest.Key, now, _retentionReason)) removed++;
             }
 
             while (_expiredOrder.TryPeek(out var dropped) && dropped.ExpiredUtc < cutoff)
@@ -121,7 +126,7 @@ public sealed class JobStore : IDisposable
             {
                 var oldest = _finished.Dequeue();
                 _retainedBytes -= oldest.Bytes;
-                Drop(oldest.Key, now, $"this peer keeps at most {Bytes.Format(_maxRetainedBytes)} of finished attempts' results and dropped the oldest");
+                Drop(oldest.Key, now, _capReason);
             }
         }
     }

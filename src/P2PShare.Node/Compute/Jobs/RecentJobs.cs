@@ -28,12 +28,20 @@ public sealed class RecentJobs : IDisposable
     private readonly Queue<(string JobId, DateTime ExpiredUtc)> _expiredOrder = new();
     private long _bytes;
 
+    // Why a record was dropped, built once: once the table is full every finished job drops one.
+    private readonly string _retentionReason;
+    private readonly string _bytesCapReason;
+    private readonly string _countCapReason;
+
     public RecentJobs(IOptions<ComputeOptions> options, TimeProvider time)
     {
         _time = time;
         _retention = options.Value.JobRetention;
         _maxBytes = options.Value.MaxRetainedResultBytes;
         _maxJobs = options.Value.MaxRecentFastJobs;
+        _retentionReason = RetainedJobs.RetentionReasonFor(_retention);
+        _bytesCapReason = $"this peer keeps at most {Bytes.Format(_maxBytes)} of finished jobs' results and dropped the oldest";
+        _countCapReason = $"this peer keeps at most {_maxJobs} finished fast jobs in memory and dropped the oldest";
         var period = JobStore.SweepPeriod(_retention);
         _sweeper = time.CreateTimer(_ => Sweep(), null, period, period);
     }
@@ -67,9 +75,7 @@ public sealed class RecentJobs : IDisposable
             {
                 var oldest = _finished.Dequeue();
                 _bytes -= oldest.Bytes;
-                Drop(oldest.JobId, now, _bytes > _maxBytes
-                    ? $"this peer keeps at most {Bytes.Format(_maxBytes)} of finished jobs' results and dropped the oldest"
-                    : $"this peer keeps at most {_maxJobs} finished fast jobs in memory and dropped the oldest");
+                Drop(oldest.JobId, now, _bytes > _maxBytes ? _bytesCapReason : _countCapReason);
             }
         }
     }
@@ -92,7 +98,7 @@ public sealed class RecentJobs : IDisposable
             {
                 _finished.Dequeue();
                 _bytes -= oldest.Bytes;
-                if (Drop(oldest.JobId, now, RetainedJobs.RetentionReasonFor(_retention))) removed++;
+                if (Drop(oldest.JobId, now, _retentionReason)) removed++;
             }
 
             while (_expiredOrder.TryPeek(out var dropped) && (dropped.ExpiredUtc < cutoff || _expiredOrder.Count > _maxJobs))
