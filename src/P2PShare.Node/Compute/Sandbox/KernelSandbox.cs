@@ -40,6 +40,7 @@ public sealed partial class KernelSandbox : IDisposable
     private readonly ILogger<KernelSandbox> _logger;
     private readonly Lazy<string?> _refusal;
     private readonly string _folder = Path.Combine(Path.GetTempPath(), "p2pshare-sandbox", Guid.NewGuid().ToString("N"));
+    private readonly StagedFiles _staged = new(StagedFiles.DefaultRoot);
     private readonly BlockingCollection<(Process Process, TaskCompletionSource Started)> _starts = new();
     private readonly Thread _launcher;
     private string _bubblewrap = "";
@@ -101,7 +102,7 @@ public sealed partial class KernelSandbox : IDisposable
                 // Without a cgroup, the address space is the only bound on native memory.
                 group is null ? request.AddressSpaceBytes : null, request.CpuSeconds);
             var command = SandboxCommand.Build(new SandboxCommandSpec(_bubblewrap, uid?.Uid, _seccompFile, group?.ProcFiles ?? [], limits,
-                request.ReadOnlyBinds, tmp, request.Environment, request.Program, request.Arguments));
+                uid is null ? request.ReadOnlyBinds : _staged.Reachable(request.ReadOnlyBinds), tmp, request.Environment, request.Program, request.Arguments));
             return new SandboxLease(this, command, group, uid, memory);
         }
         catch
