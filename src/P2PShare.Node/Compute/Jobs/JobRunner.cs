@@ -90,10 +90,11 @@ public sealed partial class JobRunner(
     public async IAsyncEnumerable<BatchItem> RunBatchAsync(ImmutableArray<TaskSpec> tasks, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         if (tasks.IsDefaultOrEmpty) yield break;
-        if (!view.Known) view.Update(await grains.GetTracker().GetPeersAsync().ConfigureAwait(false));
         var done = Channel.CreateUnbounded<BatchItem>(new UnboundedChannelOptions { SingleReader = true });
         // Not disposed: tasks still running when the reader leaves early release it after this returns.
-        var gate = new SemaphoreSlim(BatchWindow(view.TotalSlots));
+        // Before this silo's first load table (a few seconds after it starts) the cluster's slots are
+        // unknown: the smallest window then, rather than a tracker call that could fail the whole batch.
+        var gate = new SemaphoreSlim(BatchWindow(view.Known ? view.TotalSlots : 0));
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var feeding = Task.Run(async () =>
         {
